@@ -1,0 +1,79 @@
+"""Upload, list, inspect and delete documents."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response, UploadFile
+from fastapi.responses import JSONResponse
+
+from app.api.deps import SettingsDep, StoreDep
+from app.api.schemas import DocumentList, DocumentOut, ErrorResponse, UploadedFile, UploadResponse
+from app.config import Settings
+from app.errors import DocumentNotFound, DocumentTooLarge, InvalidRequest, RagError
+from app.store import Store
+from app.uploads import accept_upload
+
+router = APIRouter(prefix="/documents", tags=["documents"])
+
+
+@router.post(
+    "",
+    status_code=202,
+    response_model=UploadResponse,
+    responses={413: {"model": ErrorResponse}, 415: {"model": ErrorResponse}, 422: {"model": ErrorResponse}},
+    summary="Upload one or more documents (multipart field `files`)",
+)
+def upload_documents(files: list[UploadFile], store: StoreDep, settings: SettingsDep) -> UploadResponse | JSONResponse:
+    """Each file is accepted or rejected on its own. 202 when at least one file is accepted (rejected
+    ones carry `status: "rejected"`, `error` and `error_status`); when none is, the answer takes the
+    status of the first rejection (413 too large, 415 unsupported type, 422 empty)."""
+    if len(files) > settings.server.max_files_per_request:
+        raise InvalidRequest(f"at most {settings.server.max_files_per_request} files per request")
+    results = [_upload_one(upload, store, settings) for upload in files]
+    if all(result.status == "rejected" for result in results):
+        first = results[0]
+        body = {"detail": first.error, "documents": [r.model_dump() for r in results]}
+        return JSONResponse(status_code=first.error_status or 422, content=body)
+    return UploadResponse(documents=results)
+
+
+def _upload_one(upload: UploadFile, store: Store, settings: Settings) -> UploadedFile:
+    filename = upload.filename or "unnamed"
+    max_bytes = settings.server.max_file_bytes
+    try:
+        content = upload.file.read(max_bytes + 1)
+        if len(content) > max_bytes:
+            raise DocumentTooLarge(f"{filename} is larger than the {max_bytes}-byte limit")
+        doc, duplicate = accept_upload(store, settings, filename, content)
+    except RagError as exc:
+        return UploadedFile(filename=filename, status="rejected", error=str(exc), error_status=exc.status_code)
+    return UploadedFile(id=doc.id, filename=doc.filename, status=doc.status, duplicate=duplicate)
+
+
+@router.get("", response_model=DocumentList, summary="List all documents with their status")
+def list_documents(store: StoreDep) -> DocumentList:
+    return DocumentList(documents=[DocumentOut.of(doc) for doc in store.list_documents()])
+
+
+@router.get(
+    "/{document_id}",
+    response_model=DocumentOut,
+    responses={404: {"model": ErrorResponse}},
+    summary="Status, chunk count, error and timestamps of one document",
+)
+def get_document(document_id: str, store: StoreDep) -> DocumentOut:
+    doc = store.get_document(document_id)
+    if doc is None:
+        raise DocumentNotFound(f"no document with id {document_id}")
+    return DocumentOut.of(doc)
+
+
+@router.delete(
+    "/{document_id}",
+    status_code=204,
+    responses={404: {"model": ErrorResponse}},
+    summary="Delete a document; it is never cited again",
+)
+def delete_document(document_id: str, store: StoreDep) -> Response:
+    if not store.delete_document(document_id):
+        raise DocumentNotFound(f"no document with id {document_id}")
+    return Response(status_code=204)

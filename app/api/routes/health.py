@@ -1,0 +1,36 @@
+"""Liveness and readiness."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+from app.api.deps import ServiceDep
+from app.api.schemas import Health, Readiness
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/health", response_model=Health, summary="The process is alive")
+def health() -> Health:
+    return Health(status="ok")
+
+
+@router.get(
+    "/ready",
+    response_model=Readiness,
+    responses={503: {"model": Readiness}},
+    summary="200 once the models are loaded; 503 with the reason before that",
+)
+def ready(service: ServiceDep) -> Readiness | JSONResponse:
+    answerer = service.answerer
+    readiness = Readiness(
+        ready=answerer is not None,
+        index_generation=service.index.generation if service.index.refresh() is not None else None,
+        indexed_chunks=service.index.size,
+        generator=answerer.generator.model_name if answerer else None,
+        error=service.load_error,
+    )
+    if answerer is None:
+        return JSONResponse(status_code=503, content=readiness.model_dump())
+    return readiness

@@ -1,0 +1,82 @@
+"""Request and response models of the HTTP API (they are what /docs shows)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from app.store import Document
+
+DocumentStatus = Literal["queued", "processing", "indexed", "failed"]
+
+
+class DocumentOut(BaseModel):
+    id: str
+    filename: str
+    kind: str = Field(description="Document type judged from its content: pdf, docx, html, md, txt, ...")
+    status: DocumentStatus
+    size_bytes: int
+    chunk_count: int
+    error: str | None = Field(None, description="Why processing failed, when status is failed")
+    created_at: float = Field(description="Unix time of the upload")
+    updated_at: float
+    indexed_at: float | None = None
+
+    @classmethod
+    def of(cls, doc: Document) -> DocumentOut:
+        return cls.model_validate(doc, from_attributes=True)
+
+
+class UploadedFile(BaseModel):
+    """One file of an upload: accepted (id and status set) or rejected (status and error say why)."""
+
+    id: str | None = None
+    filename: str
+    status: DocumentStatus | Literal["rejected"]
+    duplicate: bool = Field(False, description="The same bytes were uploaded before; nothing is re-processed")
+    error: str | None = None
+    error_status: int | None = Field(None, description="HTTP status this file alone would get: 413, 415, 422")
+
+
+class UploadResponse(BaseModel):
+    documents: list[UploadedFile]
+
+
+class DocumentList(BaseModel):
+    documents: list[DocumentOut]
+
+
+class AskRequest(BaseModel):
+    question: str = Field(min_length=1, examples=["How many days do I have to ask for a refund?"])
+    top_k: int | None = Field(None, ge=1, description="How many chunks to retrieve; default from config")
+
+
+class Citation(BaseModel):
+    document_id: str
+    filename: str
+    section: str = Field(description='Heading path of the chunk, e.g. "Refund Policy > Eligibility"')
+    text: str
+    score: float = Field(description="Cosine similarity of question and chunk")
+
+
+class AskResponse(BaseModel):
+    answer: str
+    citations: list[Citation] = Field(description="The context blocks the answer was built from, as [1], [2]...")
+    timings_ms: dict[str, float]
+
+
+class ErrorResponse(BaseModel):
+    detail: str
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+
+
+class Readiness(BaseModel):
+    ready: bool
+    index_generation: int | None
+    indexed_chunks: int
+    generator: str | None
+    error: str | None = None

@@ -1,0 +1,114 @@
+"""The one settings object: configs/default.yaml, overridden by RAG_* environment variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "default.yaml"
+
+
+class ServerSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = 8000
+    max_file_bytes: int = Field(20_000_000, gt=0)
+    max_files_per_request: int = Field(20, gt=0)
+    max_question_chars: int = Field(2000, gt=0)
+
+
+class StorageSettings(BaseModel):
+    data_dir: Path = Path("./data")
+    model_cache_dir: Path = Path("./.cache/models")
+
+    @property
+    def database_path(self) -> Path:
+        return self.data_dir / "rag.sqlite3"
+
+    @property
+    def uploads_dir(self) -> Path:
+        return self.data_dir / "uploads"
+
+    @property
+    def index_dir(self) -> Path:
+        return self.data_dir / "index"
+
+
+class IngestSettings(BaseModel):
+    poll_seconds: float = Field(0.5, gt=0)
+    lease_seconds: float = Field(60, gt=0)
+    max_attempts: int = Field(3, gt=0)
+    pdf_parser: Literal["pypdf", "dedoc"] = "pypdf"
+    chunk_size: int = Field(800, gt=0)
+    chunk_overlap: int = Field(120, ge=0)
+    keep_generations: int = Field(2, ge=1)
+
+
+class EmbeddingSettings(BaseModel):
+    model: str = "packaged:all-MiniLM-L6-v2"
+    batch_size: int = Field(32, gt=0)
+    device: str = "cpu"
+
+
+class RetrievalSettings(BaseModel):
+    top_k: int = Field(4, gt=0)
+    max_top_k: int = Field(20, gt=0)
+    score_threshold: float = 0.25
+
+
+class GeneratorSettings(BaseModel):
+    model: str = "packaged:SmolLM2-135M-Instruct"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    max_new_tokens: int = Field(96, gt=0)
+    temperature: float = Field(0.0, ge=0)
+    top_p: float = Field(1.0, gt=0, le=1)
+    top_k: int = Field(0, ge=0)
+    prompt_template: Path = Path("configs/prompt.txt")
+    adapter_path: Path | None = None
+
+
+class Settings(BaseSettings):
+    """Nested sections; RAG_DATA_DIR / RAG_HOST / RAG_PORT are shortcuts for the common three."""
+
+    model_config = SettingsConfigDict(env_prefix="RAG_", env_nested_delimiter="__", extra="ignore")
+
+    server: ServerSettings = ServerSettings()
+    storage: StorageSettings = StorageSettings()
+    ingest: IngestSettings = IngestSettings()
+    embedding: EmbeddingSettings = EmbeddingSettings()
+    retrieval: RetrievalSettings = RetrievalSettings()
+    generator: GeneratorSettings = GeneratorSettings()
+
+    data_dir: Path | None = None
+    host: str | None = None
+    port: int | None = None
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (
+            init_settings,
+            env_settings,
+            YamlConfigSettingsSource(settings_cls, yaml_file=DEFAULT_CONFIG),
+        )
+
+    def model_post_init(self, context: object) -> None:
+        if self.data_dir is not None:
+            self.storage.data_dir = self.data_dir
+        if self.host is not None:
+            self.server.host = self.host
+        if self.port is not None:
+            self.server.port = self.port

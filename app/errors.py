@@ -1,0 +1,41 @@
+"""Every error a user can cause, each with the HTTP status the API answers it with."""
+
+from __future__ import annotations
+
+
+class RagError(Exception):
+    """Base class: `status_code` is what the API answers, the message is for a person."""
+
+    status_code = 400
+
+
+class DocumentNotFound(RagError):
+    status_code = 404
+
+
+class DocumentTooLarge(RagError):
+    status_code = 413
+
+
+class UnsupportedDocument(RagError):
+    status_code = 415
+
+
+class EmptyDocument(RagError):
+    status_code = 422
+
+
+class InvalidRequest(RagError):
+    status_code = 422
+
+
+class ParseError(RagError):
+    """The worker could not read a document that looked valid at upload (corrupt, encrypted...)."""
+
+    status_code = 422
+
+
+class ModelUnavailable(RagError):
+    """A configured model cannot be loaded (wrong path, packaged model missing or altered)."""
+
+    status_code = 503

@@ -1,0 +1,60 @@
+"""Builds the FastAPI application: routes, error mapping, request ids, and the service's lifespan."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request, Response
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from app.api.routes import ask, documents, health
+from app.config import Settings
+from app.errors import RagError
+from app.logs import request_id
+from app.service import Service
+
+
+def create_app(settings: Settings) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        service = Service(settings)
+        app.state.service = service
+        service.start_loading()
+        yield
+        service.close()
+
+    app = FastAPI(
+        title="docqa",
+        summary="Answers questions about your own documents, with sources.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.include_router(documents.router)
+    app.include_router(ask.router)
+    app.include_router(health.router)
+
+    @app.exception_handler(RagError)
+    async def rag_error(request: Request, exc: RagError) -> JSONResponse:
+        return JSONResponse(status_code=exc.status_code, content={"detail": str(exc)})
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # One readable sentence first, FastAPI's field-by-field list after it.
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        return JSONResponse(status_code=422, content={"detail": problems, "errors": jsonable_encoder(exc.errors())})
+
+    @app.middleware("http")
+    async def with_request_id(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        token = request_id.set(request.headers.get("x-request-id") or uuid.uuid4().hex[:12])
+        try:
+            response = await call_next(request)
+            response.headers["x-request-id"] = request_id.get()
+            return response
+        finally:
+            request_id.reset(token)
+
+    return app

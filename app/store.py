@@ -1,0 +1,292 @@
+"""The embedded store: documents, their chunks (with vectors) and the durable job queue, in SQLite (WAL)."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS documents (
+    id TEXT PRIMARY KEY,
+    filename TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    sha256 TEXT NOT NULL UNIQUE,
+    size_bytes INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    error TEXT,
+    chunk_count INTEGER NOT NULL DEFAULT 0,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    indexed_at REAL
+);
+-- AUTOINCREMENT: a chunk id is also a FAISS id, so ids must never be reused.
+CREATE TABLE IF NOT EXISTS chunks (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    document_id TEXT NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
+    position INTEGER NOT NULL,
+    section TEXT NOT NULL,
+    text TEXT NOT NULL,
+    embedding BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS chunks_document ON chunks(document_id);
+CREATE TABLE IF NOT EXISTS jobs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind TEXT NOT NULL,
+    document_id TEXT REFERENCES documents(id) ON DELETE CASCADE,
+    status TEXT NOT NULL DEFAULT 'queued',
+    attempts INTEGER NOT NULL DEFAULT 0,
+    lease_until REAL,
+    error TEXT,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS jobs_status ON jobs(status, id);
+"""
+
+DOCUMENT_STATUSES = ("queued", "processing", "indexed", "failed")
+
+
+@dataclass(frozen=True)
+class Document:
+    id: str
+    filename: str
+    kind: str
+    sha256: str
+    size_bytes: int
+    status: str
+    error: str | None
+    chunk_count: int
+    created_at: float
+    updated_at: float
+    indexed_at: float | None
+
+
+@dataclass(frozen=True)
+class Chunk:
+    id: int
+    document_id: str
+    filename: str
+    position: int
+    section: str
+    text: str
+
+
+@dataclass(frozen=True)
+class NewChunk:
+    position: int
+    section: str
+    text: str
+    embedding: np.ndarray
+
+
+@dataclass(frozen=True)
+class Job:
+    id: int
+    kind: str  # "ingest" (document_id set) or "prune" (drop vectors of deleted chunks)
+    document_id: str | None
+    attempts: int
+
+
+class Store:
+    """One SQLite file shared by the API and the worker; each thread gets its own connection."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        with self._transaction() as db:
+            db.executescript(SCHEMA)
+
+    def _connection(self) -> sqlite3.Connection:
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            db.row_factory = sqlite3.Row
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute("PRAGMA foreign_keys=ON")
+            self._local.db = db
+        return db
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        db = self._connection()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    def close(self) -> None:
+        db = getattr(self._local, "db", None)
+        if db is not None:
+            db.close()
+            self._local.db = None
+
+    # Documents
+
+    def add_document(self, filename: str, kind: str, sha256: str, size_bytes: int) -> tuple[Document, bool]:
+        """Insert a document and its ingest job; the same bytes again return the existing one."""
+        now = time.time()
+        with self._transaction() as db:
+            row = db.execute("SELECT * FROM documents WHERE sha256 = ?", (sha256,)).fetchone()
+            if row is not None:
+                return Document(**row), False
+            doc_id = uuid.uuid4().hex
+            db.execute(
+                "INSERT INTO documents (id, filename, kind, sha256, size_bytes, status, created_at, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, 'queued', ?, ?)",
+                (doc_id, filename, kind, sha256, size_bytes, now, now),
+            )
+            db.execute(
+                "INSERT INTO jobs (kind, document_id, created_at, updated_at) VALUES ('ingest', ?, ?, ?)",
+                (doc_id, now, now),
+            )
+            row = db.execute("SELECT * FROM documents WHERE id = ?", (doc_id,)).fetchone()
+        return Document(**row), True
+
+    def get_document(self, doc_id: str) -> Document | None:
+        row = self._connection().execute("SELECT * FROM documents WHERE id = ?", (doc_id,)).fetchone()
+        return Document(**row) if row else None
+
+    def list_documents(self) -> list[Document]:
+        rows = self._connection().execute("SELECT * FROM documents ORDER BY created_at, id").fetchall()
+        return [Document(**row) for row in rows]
+
+    def delete_document(self, doc_id: str) -> bool:
+        """Delete a document and its chunks, and queue the removal of their vectors from the index."""
+        now = time.time()
+        with self._transaction() as db:
+            deleted = db.execute("DELETE FROM documents WHERE id = ?", (doc_id,)).rowcount
+            if deleted:
+                db.execute("INSERT INTO jobs (kind, created_at, updated_at) VALUES ('prune', ?, ?)", (now, now))
+        return bool(deleted)
+
+    def set_document_status(self, doc_id: str, status: str, error: str | None = None) -> None:
+        now = time.time()
+        indexed_at = now if status == "indexed" else None
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE documents SET status = ?, error = ?, updated_at = ?, indexed_at = ? WHERE id = ?",
+                (status, error, now, indexed_at, doc_id),
+            )
+
+    # Chunks
+
+    def replace_chunks(self, doc_id: str, chunks: list[NewChunk]) -> bool:
+        """Swap a document's chunks in one transaction; False when the document was deleted meanwhile."""
+        with self._transaction() as db:
+            if db.execute("SELECT 1 FROM documents WHERE id = ?", (doc_id,)).fetchone() is None:
+                return False
+            db.execute("DELETE FROM chunks WHERE document_id = ?", (doc_id,))
+            db.executemany(
+                "INSERT INTO chunks (document_id, position, section, text, embedding) VALUES (?, ?, ?, ?, ?)",
+                [
+                    (
+                        doc_id,
+                        c.position,
+                        c.section,
+                        c.text,
+                        np.asarray(c.embedding, dtype=np.float32).tobytes(),
+                    )
+                    for c in chunks
+                ],
+            )
+            db.execute(
+                "UPDATE documents SET chunk_count = ?, updated_at = ? WHERE id = ?",
+                (len(chunks), time.time(), doc_id),
+            )
+        return True
+
+    def chunk_ids(self) -> set[int]:
+        return {row[0] for row in self._connection().execute("SELECT id FROM chunks")}
+
+    def chunk_vectors(self, ids: list[int]) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, vectors) for the given chunk ids that still exist."""
+        db = self._connection()
+        found_ids, vectors = [], []
+        for start in range(0, len(ids), 500):
+            batch = ids[start : start + 500]
+            marks = ",".join("?" * len(batch))
+            for row in db.execute(f"SELECT id, embedding FROM chunks WHERE id IN ({marks})", batch):
+                found_ids.append(row[0])
+                vectors.append(np.frombuffer(row[1], dtype=np.float32))
+        if not vectors:
+            return np.empty(0, dtype=np.int64), np.empty((0, 0), dtype=np.float32)
+        return np.asarray(found_ids, dtype=np.int64), np.vstack(vectors)
+
+    def searchable_chunks(self, ids: list[int]) -> dict[int, Chunk]:
+        """The chunks among `ids` whose document is indexed (deleted or re-processing ones drop out)."""
+        if not ids:
+            return {}
+        marks = ",".join("?" * len(ids))
+        rows = self._connection().execute(
+            "SELECT c.id, c.document_id, d.filename, c.position, c.section, c.text"
+            " FROM chunks c JOIN documents d ON d.id = c.document_id"
+            f" WHERE c.id IN ({marks}) AND d.status = 'indexed'",
+            ids,
+        )
+        return {row["id"]: Chunk(**row) for row in rows}
+
+    # Jobs
+
+    def claim_next_job(self, lease_seconds: float) -> Job | None:
+        """Take the oldest queued job, or one whose worker stopped renewing its lease."""
+        now = time.time()
+        with self._transaction() as db:
+            row = db.execute(
+                "SELECT id, kind, document_id, attempts FROM jobs"
+                " WHERE status = 'queued' OR (status = 'running' AND lease_until < ?)"
+                " ORDER BY id LIMIT 1",
+                (now,),
+            ).fetchone()
+            if row is None:
+                return None
+            db.execute(
+                "UPDATE jobs SET status = 'running', attempts = attempts + 1, lease_until = ?, updated_at = ?"
+                " WHERE id = ?",
+                (now + lease_seconds, now, row["id"]),
+            )
+            if row["document_id"] is not None:
+                db.execute(
+                    "UPDATE documents SET status = 'processing', updated_at = ? WHERE id = ?",
+                    (now, row["document_id"]),
+                )
+        return Job(id=row["id"], kind=row["kind"], document_id=row["document_id"], attempts=row["attempts"] + 1)
+
+    def renew_lease(self, job_id: int, lease_seconds: float) -> None:
+        with self._transaction() as db:
+            db.execute("UPDATE jobs SET lease_until = ? WHERE id = ?", (time.time() + lease_seconds, job_id))
+
+    def finish_job(self, job: Job, error: str | None = None) -> None:
+        """Mark a job done (and its document indexed), or failed with a readable reason."""
+        now = time.time()
+        status = "failed" if error else "done"
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE jobs SET status = ?, error = ?, lease_until = NULL, updated_at = ? WHERE id = ?",
+                (status, error, now, job.id),
+            )
+            if job.document_id is not None:
+                db.execute(
+                    "UPDATE documents SET status = ?, error = ?, updated_at = ?, indexed_at = ? WHERE id = ?",
+                    ("failed" if error else "indexed", error, now, None if error else now, job.document_id),
+                )
+
+    def requeue_job(self, job: Job, error: str) -> None:
+        """Give a job back to the queue after a transient failure."""
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE jobs SET status = 'queued', error = ?, lease_until = NULL, updated_at = ? WHERE id = ?",
+                (error, time.time(), job.id),
+            )

@@ -1,0 +1,44 @@
+"""Accepting an uploaded file: check it, keep its bytes, record the document and queue its ingestion."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from pathlib import Path
+
+from app.config import Settings
+from app.filetypes import detect_kind
+from app.store import Document, Store
+
+log = logging.getLogger(__name__)
+
+
+def accept_upload(store: Store, settings: Settings, filename: str, content: bytes) -> tuple[Document, bool]:
+    """Return (document, duplicate). Raises EmptyDocument or UnsupportedDocument; stores nothing then."""
+    kind = detect_kind(filename, content)
+    sha256 = hashlib.sha256(content).hexdigest()
+    _write_once(settings.storage.uploads_dir / sha256, content)
+    doc, created = store.add_document(filename, kind, sha256, len(content))
+    log.info(
+        "document %s: %s %s (%s, %d bytes)",
+        doc.id,
+        "queued" if created else "duplicate of",
+        filename,
+        kind,
+        len(content),
+    )
+    return doc, not created
+
+
+def _write_once(path: Path, content: bytes) -> None:
+    """Write the bytes durably under their hash; the same bytes are already there otherwise."""
+    if path.exists():
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    with temp.open("wb") as f:
+        f.write(content)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(temp, path)

@@ -1,0 +1,31 @@
+"""`python -m ingest`: run the ingestion worker until SIGINT or SIGTERM."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+
+from app.config import Settings
+from app.embedding import Embedder
+from app.logs import configure_logging
+from app.store import Store
+from ingest.worker import Worker
+
+
+def main() -> None:
+    configure_logging()
+    settings = Settings()
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    store = Store(settings.storage.database_path)
+    try:
+        Worker(settings, store, Embedder(settings.embedding)).run(stop)
+    finally:
+        store.close()
+        logging.getLogger(__name__).info("bye")
+
+
+if __name__ == "__main__":
+    main()

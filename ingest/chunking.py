@@ -1,0 +1,37 @@
+"""Header-aware chunks: split Markdown by its headers, then bound each piece by size."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from langchain_text_splitters import MarkdownHeaderTextSplitter, RecursiveCharacterTextSplitter
+
+HEADER_LEVELS = [("#" * level, f"h{level}") for level in range(1, 7)]
+SECTION_SEPARATOR = " > "
+
+
+@dataclass(frozen=True)
+class TextChunk:
+    position: int  # order within the document
+    section: str  # heading path, e.g. "Refund Policy > Eligibility"; "" before any heading
+    text: str
+
+    @property
+    def text_to_embed(self) -> str:
+        # The heading path carries meaning the paragraph often leaves implicit ("Eligibility" of what?).
+        return f"{self.section}\n{self.text}" if self.section else self.text
+
+
+def chunk_markdown(markdown: str, chunk_size: int, chunk_overlap: int) -> list[TextChunk]:
+    header_splitter = MarkdownHeaderTextSplitter(HEADER_LEVELS, strip_headers=True)
+    size_splitter = RecursiveCharacterTextSplitter(
+        chunk_size=chunk_size, chunk_overlap=min(chunk_overlap, chunk_size // 2)
+    )
+    chunks: list[TextChunk] = []
+    for section_doc in header_splitter.split_text(markdown):
+        levels = sorted(section_doc.metadata, key=lambda key: int(key[1:]))
+        section = SECTION_SEPARATOR.join(section_doc.metadata[key] for key in levels)
+        for piece in size_splitter.split_text(section_doc.page_content):
+            if piece.strip():
+                chunks.append(TextChunk(position=len(chunks), section=section, text=piece.strip()))
+    return chunks
