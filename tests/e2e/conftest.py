@@ -1,0 +1,105 @@
+"""Starts the real API and worker processes on a free port with a temporary data dir."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+WORKER_PYTHON = os.environ.get("RAG_TEST_WORKER_PYTHON", str(REPO / ".venv-worker" / "bin" / "python"))
+MAX_FILE_BYTES = 300_000
+
+
+def wait_until(condition: Callable[[], object], timeout: float, what: str) -> object:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = condition()
+        if result:
+            return result
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class RunningService:
+    """The API and the worker as real processes, with their logs in the data dir."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {
+            **os.environ,
+            "RAG_DATA_DIR": str(data_dir),
+            "RAG_PORT": str(self.port),
+            "RAG_SERVER__MAX_FILE_BYTES": str(MAX_FILE_BYTES),
+            "RAG_INGEST__POLL_SECONDS": "0.2",
+            "HF_HUB_OFFLINE": "1",  # proves nothing needs a model hub
+        }
+        self.processes: dict[str, subprocess.Popen] = {}
+
+    def start(self) -> None:
+        for name, python, module in (("worker", WORKER_PYTHON, "ingest"), ("api", sys.executable, "app")):
+            log = (self.data_dir / f"{name}.log").open("ab")
+            self.processes[name] = subprocess.Popen(
+                [python, "-m", module], cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT
+            )
+        wait_until(self._ready, 300, "GET /ready")
+
+    def _ready(self) -> bool:
+        for name, process in self.processes.items():
+            if process.poll() is not None:
+                raise AssertionError(f"{name} exited with {process.returncode}:\n{self.log(name)[-3000:]}")
+        try:
+            return httpx.get(f"{self.url}/ready", timeout=2).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    def stop(self) -> None:
+        for process in self.processes.values():
+            process.send_signal(signal.SIGTERM)
+        for name, process in self.processes.items():
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                raise AssertionError(f"{name} did not stop on SIGTERM") from None
+
+    def log(self, name: str) -> str:
+        return (self.data_dir / f"{name}.log").read_text(errors="replace")
+
+
+@pytest.fixture(scope="session")
+def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningService]:
+    running = RunningService(tmp_path_factory.mktemp("data"))
+    running.start()
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="session")
+def client(service: RunningService) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=service.url, timeout=120) as http:
+        yield http
+
+
+def wait_for_status(client: httpx.Client, doc_id: str, statuses: set[str], timeout: float = 120) -> dict:
+    def current() -> dict | None:
+        doc = client.get(f"/documents/{doc_id}").json()
+        return doc if doc["status"] in statuses else None
+
+    return wait_until(current, timeout, f"document {doc_id} to reach {statuses}")

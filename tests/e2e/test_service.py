@@ -1,0 +1,199 @@
+"""The whole path through real processes: upload, parse, chunk, embed, index, ask, delete, restart."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from tests.documents import (
+    HOLIDAY_POLICY_TXT,
+    SECURITY_POLICY_MD,
+    TRAVEL_POLICY_HTML,
+    corrupt_docx,
+    expense_policy_pdf,
+    refund_policy_docx,
+)
+from tests.e2e.conftest import MAX_FILE_BYTES, RunningService, wait_for_status
+
+NO_ANSWER = "The documents do not contain the answer."
+
+# question, file that holds the answer, its section, a fact the answer must contain
+QUESTIONS = [
+    ("How many days do customers have to request a refund?", "refund_policy.docx",
+     "Refund Policy > Eligibility", "30"),
+    ("What is the most a hotel room may cost per night?", "travel_policy.html", "Travel Policy > Hotels", "180"),
+    ("How long must passwords be?", "security_policy.md", "Security Policy > Passwords", "14"),
+    ("How many days of paid vacation does an employee get per year?", "holiday_policy.txt", "", "25"),
+    ("How much is the daily meal allowance on business trips?", "expense_policy.pdf", "Page 1", "40"),
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def documents(client: httpx.Client) -> dict[str, str]:
+    """Upload one policy per format in one request and wait until each is indexed."""
+    files = [
+        ("files", ("refund_policy.docx", refund_policy_docx())),
+        ("files", ("travel_policy.html", TRAVEL_POLICY_HTML)),
+        ("files", ("security_policy.md", SECURITY_POLICY_MD)),
+        ("files", ("holiday_policy.txt", HOLIDAY_POLICY_TXT)),
+        ("files", ("expense_policy.pdf", expense_policy_pdf())),
+    ]
+    response = client.post("/documents", files=files)
+    assert response.status_code == 202, response.text
+    uploaded = response.json()["documents"]
+    assert [d["status"] for d in uploaded] == ["queued"] * 5
+    for doc in uploaded:
+        indexed = wait_for_status(client, doc["id"], {"indexed", "failed"})
+        assert indexed["status"] == "indexed", indexed
+        assert indexed["chunk_count"] > 0
+    return {d["filename"]: d["id"] for d in uploaded}
+
+
+def ask(client: httpx.Client, question: str, **extra: object) -> dict:
+    response = client.post("/ask", json={"question": question, **extra})
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def test_health_and_openapi(client: httpx.Client) -> None:
+    assert client.get("/health").json() == {"status": "ok"}
+    assert client.get("/ready").json()["ready"] is True
+    paths = client.get("/openapi.json").json()["paths"]
+    assert {"/documents", "/documents/{document_id}", "/ask", "/health", "/ready"} <= set(paths)
+
+
+def test_ask_before_any_document_says_so_without_citations(client: httpx.Client) -> None:
+    if client.get("/documents").json()["documents"]:
+        pytest.fail("this test must run before any upload")
+    body = ask(client, "How many days do customers have to request a refund?")
+    assert body["answer"] == NO_ANSWER
+    assert body["citations"] == []
+    assert "generate" not in body["timings_ms"]
+
+
+@pytest.mark.parametrize(("question", "filename", "section", "fact"), QUESTIONS)
+def test_answer_cites_the_right_document_and_holds_the_fact(
+    client: httpx.Client, documents: dict[str, str], question: str, filename: str, section: str, fact: str
+) -> None:
+    body = ask(client, question)
+    first = body["citations"][0]
+    assert (first["filename"], first["document_id"]) == (filename, documents[filename])
+    assert first["section"] == section
+    assert fact in first["text"]
+    assert fact in body["answer"], body["answer"]
+    assert body["timings_ms"]["generate"] > 0
+
+
+def test_unrelated_question_is_declined_without_citations(client: httpx.Client, documents: dict[str, str]) -> None:
+    body = ask(client, "Which planet in the solar system has the most moons?")
+    assert body["answer"] == NO_ANSWER
+    assert body["citations"] == []
+
+
+def test_listing_shows_every_document(client: httpx.Client, documents: dict[str, str]) -> None:
+    listed = {d["id"]: d for d in client.get("/documents").json()["documents"]}
+    assert set(documents.values()) <= set(listed)
+    pdf = listed[documents["expense_policy.pdf"]]
+    assert (pdf["kind"], pdf["status"], pdf["error"]) == ("pdf", "indexed", None)
+    assert pdf["indexed_at"] >= pdf["created_at"]
+
+
+def test_same_bytes_again_are_the_same_document(client: httpx.Client, documents: dict[str, str]) -> None:
+    response = client.post("/documents", files={"files": ("copy.md", SECURITY_POLICY_MD)})
+    assert response.status_code == 202
+    (again,) = response.json()["documents"]
+    assert again == {
+        "id": documents["security_policy.md"],
+        "filename": "security_policy.md",
+        "status": "indexed",
+        "duplicate": True,
+        "error": None,
+        "error_status": None,
+    }
+
+
+@pytest.mark.parametrize(
+    ("filename", "content", "status", "message"),
+    [
+        ("picture.png", b"\x89PNG\r\n\x1a\n" + bytes(200), 415, "not a supported document type"),
+        ("archive.zip", b"", 422, "is empty"),
+        ("huge.txt", b"a" * (MAX_FILE_BYTES + 1), 413, "larger than"),
+    ],
+)
+def test_bad_single_upload_gets_a_clear_error(
+    client: httpx.Client, filename: str, content: bytes, status: int, message: str
+) -> None:
+    before = client.get("/documents").json()["documents"]
+    response = client.post("/documents", files={"files": (filename, content)})
+    assert response.status_code == status
+    assert message in response.json()["detail"]
+    assert client.get("/documents").json()["documents"] == before
+
+
+def test_bad_file_in_a_batch_does_not_fail_the_good_one(client: httpx.Client) -> None:
+    files = [
+        ("files", ("notes.txt", b"Parking spaces are assigned by the facilities team.")),
+        ("files", ("binary.bin", bytes(range(256)))),
+    ]
+    response = client.post("/documents", files=files)
+    assert response.status_code == 202
+    good, bad = response.json()["documents"]
+    assert good["status"] == "queued" and good["id"]
+    assert (bad["status"], bad["error_status"], bad["id"]) == ("rejected", 415, None)
+    assert wait_for_status(client, good["id"], {"indexed", "failed"})["status"] == "indexed"
+
+
+def test_corrupt_file_fails_with_an_error_while_others_index(client: httpx.Client, documents: dict[str, str]) -> None:
+    response = client.post("/documents", files={"files": ("broken.docx", corrupt_docx())})
+    assert response.status_code == 202
+    (broken,) = response.json()["documents"]
+    failed = wait_for_status(client, broken["id"], {"indexed", "failed"})
+    assert failed["status"] == "failed"
+    assert "broken.docx" in failed["error"] or "docx" in failed["error"].lower()
+    statuses = {d["id"]: d["status"] for d in client.get("/documents").json()["documents"]}
+    assert all(statuses[doc_id] == "indexed" for doc_id in documents.values())
+
+
+@pytest.mark.parametrize(
+    ("payload", "message"),
+    [
+        ({"question": "   "}, "empty"),
+        ({"question": "x" * 2001}, "longer than"),
+        ({"question": "refunds?", "top_k": 0}, "top_k"),
+        ({"question": "refunds?", "top_k": 21}, "top_k"),
+        ({}, "question"),
+    ],
+)
+def test_invalid_question_gets_422(client: httpx.Client, payload: dict, message: str) -> None:
+    response = client.post("/ask", json=payload)
+    assert response.status_code == 422
+    assert message in response.json()["detail"]
+
+
+def test_unknown_document_is_404(client: httpx.Client) -> None:
+    assert client.get("/documents/nope").status_code == 404
+    assert client.delete("/documents/nope").status_code == 404
+
+
+def test_deleted_document_is_never_cited_again(client: httpx.Client, documents: dict[str, str]) -> None:
+    travel_id = documents["travel_policy.html"]
+    assert client.delete(f"/documents/{travel_id}").status_code == 204
+    assert client.get(f"/documents/{travel_id}").status_code == 404
+    body = ask(client, "What is the most a hotel room may cost per night?")
+    assert travel_id not in {c["document_id"] for c in body["citations"]}
+    assert "180" not in body["answer"]
+
+
+def test_everything_survives_a_restart(
+    service: RunningService, client: httpx.Client, documents: dict[str, str]
+) -> None:
+    before = client.get("/documents").json()["documents"]
+    service.stop()
+    service.start()
+    assert client.get("/documents").json()["documents"] == before
+    body = ask(client, "How long must passwords be?")
+    assert body["citations"][0]["document_id"] == documents["security_policy.md"]
+    assert "14" in body["answer"]
+    travel_id = documents["travel_policy.html"]
+    body = ask(client, "What is the most a hotel room may cost per night?")
+    assert travel_id not in {c["document_id"] for c in body["citations"]}

@@ -1,0 +1,104 @@
+"""The worker against a real store, real embeddings and real FAISS files in a temporary data dir."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from pathlib import Path
+
+import pytest
+
+from app.config import Settings
+from app.embedding import Embedder
+from app.index import LiveIndex, index_ids, latest_generation
+from app.store import NewChunk, Store
+from ingest.worker import Worker
+
+REFUNDS = b"# Refund Policy\n\n## Eligibility\n\nRefunds are accepted within 30 days of purchase.\n"
+LAPTOPS = b"# Security\n\n## Laptops\n\nLaptops lock after five minutes.\n\n## Passwords\n\nAt least 14 characters.\n"
+
+
+@pytest.fixture(scope="module")
+def embedder() -> Embedder:
+    return Embedder(Settings().embedding)
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(data_dir=tmp_path)
+
+
+def upload(store: Store, settings: Settings, filename: str, content: bytes, kind: str = "md") -> str:
+    sha = hashlib.sha256(content).hexdigest()
+    settings.storage.uploads_dir.mkdir(parents=True, exist_ok=True)
+    (settings.storage.uploads_dir / sha).write_bytes(content)
+    return store.add_document(filename, kind, sha, len(content))[0].id
+
+
+def drain(worker: Worker) -> None:
+    while worker.run_once():
+        pass
+
+
+def test_documents_are_indexed_and_searchable(settings: Settings, embedder: Embedder) -> None:
+    store = Store(settings.storage.database_path)
+    refunds = upload(store, settings, "refunds.md", REFUNDS)
+    upload(store, settings, "security.md", LAPTOPS)
+    worker = Worker(settings, store, embedder)
+    drain(worker)
+    assert store.get_document(refunds).status == "indexed"
+    assert store.get_document(refunds).chunk_count == 1
+    hits = LiveIndex(settings.storage.index_dir).search(embedder.embed(["how long to get a refund"])[0], 3)
+    best = store.searchable_chunks([hits[0].chunk_id])[hits[0].chunk_id]
+    assert (best.document_id, best.section) == (refunds, "Refund Policy > Eligibility")
+
+
+def test_a_failing_document_records_its_error_and_the_next_one_indexes(settings: Settings, embedder: Embedder) -> None:
+    store = Store(settings.storage.database_path)
+    empty = upload(store, settings, "empty.md", b"# Only a title\n")
+    good = upload(store, settings, "refunds.md", REFUNDS)
+    drain(Worker(settings, store, embedder))
+    failed = store.get_document(empty)
+    assert failed.status == "failed" and "empty.md" in failed.error
+    assert store.get_document(good).status == "indexed"
+
+
+def test_deleting_removes_the_vectors_from_the_next_generation(settings: Settings, embedder: Embedder) -> None:
+    store = Store(settings.storage.database_path)
+    refunds = upload(store, settings, "refunds.md", REFUNDS)
+    upload(store, settings, "security.md", LAPTOPS)
+    worker = Worker(settings, store, embedder)
+    drain(worker)
+    store.delete_document(refunds)
+    drain(worker)
+    live = LiveIndex(settings.storage.index_dir)
+    assert index_ids(live.refresh()) == store.chunk_ids()
+    assert live.size == 2
+
+
+def test_a_restarted_worker_reuses_the_index_and_rebuilds_a_lost_one(settings: Settings, embedder: Embedder) -> None:
+    store = Store(settings.storage.database_path)
+    upload(store, settings, "refunds.md", REFUNDS)
+    drain(Worker(settings, store, embedder))
+    generation = latest_generation(settings.storage.index_dir)
+    Worker(settings, store, embedder)
+    assert latest_generation(settings.storage.index_dir) == generation  # nothing changed, nothing written
+    for path in settings.storage.index_dir.iterdir():
+        path.unlink()
+    Worker(settings, store, embedder)
+    assert index_ids(LiveIndex(settings.storage.index_dir).refresh()) == store.chunk_ids() != set()
+
+
+def test_a_job_interrupted_after_storing_chunks_is_redone_cleanly(settings: Settings, embedder: Embedder) -> None:
+    store = Store(settings.storage.database_path)
+    doc = upload(store, settings, "refunds.md", REFUNDS)
+    worker = Worker(settings, store, embedder)
+    # Another worker died mid-job: it claimed the job and stored chunks, then its lease ran out.
+    store.claim_next_job(lease_seconds=0.01)
+    store.replace_chunks(doc, [NewChunk(0, "", "stale", embedder.embed(["stale"])[0])])
+    time.sleep(0.05)
+    drain(worker)
+    assert store.get_document(doc).status == "indexed"
+    texts = [c.text for c in store.searchable_chunks(sorted(store.chunk_ids())).values()]
+    assert texts == ["Refunds are accepted within 30 days of purchase."]
+    assert index_ids(LiveIndex(settings.storage.index_dir).refresh()) == store.chunk_ids()
