@@ -1,0 +1,144 @@
+"""Generators behind one small Protocol; transformers is the one backend for now."""
+
+from __future__ import annotations
+
+import copy
+import logging
+import re
+import shutil
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Protocol
+
+import torch
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    GenerationConfig,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
+
+from app.config import GeneratorSettings
+from app.errors import ModelUnavailable
+from app.packaged import PACKAGED_MODELS, PREFIX, is_packaged, resolve_packaged
+
+log = logging.getLogger(__name__)
+
+
+class Generator(Protocol):
+    model_name: str
+
+    def generate(self, prompt: str) -> str:
+        """Run one user message through the chat template; return only the new text, stripped."""
+        ...
+
+
+def load_generator(settings: GeneratorSettings, cache_dir: Path) -> Generator:
+    return TransformersGenerator(settings, cache_dir)
+
+
+class TransformersGenerator:
+    def __init__(self, settings: GeneratorSettings, cache_dir: Path) -> None:
+        started = time.perf_counter()
+        self.device = _pick_device(settings.device)
+        dtype = torch.bfloat16 if self.device == "cuda" else torch.float32
+        source = packaged_cache(settings.model, cache_dir) if is_packaged(settings.model) else settings.model
+        try:
+            self.tokenizer: PreTrainedTokenizerBase = AutoTokenizer.from_pretrained(source)
+            model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
+        except Exception as exc:  # any loader failure means the same thing to the user
+            raise ModelUnavailable(f"cannot load generator model {settings.model!r}: {exc}") from exc
+        self.model_name = settings.model
+        if settings.adapter_path is not None:
+            model = _with_adapter(model, settings.adapter_path)
+            self.model_name = f"{settings.model}+{settings.adapter_path.name}"
+        self.model = model.to(self.device).eval()
+        self.generation_config = _generation_config(self.model, self.tokenizer, settings)
+        self._lock = threading.Lock()
+        elapsed = time.perf_counter() - started
+        log.info("generator %s loaded on %s (%s) in %.1fs", self.model_name, self.device, dtype, elapsed)
+
+    def generate(self, prompt: str) -> str:
+        inputs = self.tokenizer.apply_chat_template(
+            [{"role": "user", "content": prompt}],
+            add_generation_prompt=True,
+            return_tensors="pt",
+            return_dict=True,
+        ).to(self.device)
+        prompt_tokens = inputs["input_ids"].shape[1]
+        # One generation at a time: the API calls this from a thread pool and the model is shared.
+        with self._lock, torch.inference_mode():
+            output = self.model.generate(**inputs, generation_config=self.generation_config)
+        return self.tokenizer.decode(output[0, prompt_tokens:], skip_special_tokens=True).strip()
+
+
+def packaged_cache(model: str, cache_dir: Path) -> Path:
+    """Folder of a packaged GGUF model saved as safetensors; de-quantizing it once takes ~20 s."""
+    folder, gguf_file = resolve_packaged(model)
+    name = model.removeprefix(PREFIX)
+    # The weights' hash in the name: a new package version never loads a stale cache.
+    cached = cache_dir / f"{re.sub(r'[^A-Za-z0-9._-]', '_', name)}-{PACKAGED_MODELS[name].sha256[:12]}"
+    if (cached / "config.json").is_file():
+        return cached
+    started = time.perf_counter()
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=gguf_file)
+        model_fp32 = AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf_file, dtype=torch.float32)
+    except Exception as exc:
+        raise ModelUnavailable(f"cannot load packaged model {model!r}: {exc}") from exc
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    # Save beside the target, then rename: a crash leaves only a temp folder, never a half cache.
+    staging = Path(tempfile.mkdtemp(prefix=f".{cached.name}.", dir=cache_dir))
+    try:
+        model_fp32.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        # mkdtemp (and safetensors) create owner-only modes; the API and worker may run as other users.
+        for path in [staging, *staging.iterdir()]:
+            path.chmod(0o755 if path.is_dir() else 0o644)
+        staging.rename(cached)
+    except OSError:
+        if not (cached / "config.json").is_file():  # else another process finished first: use its cache
+            raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    log.info("packaged model %s de-quantized and cached at %s in %.1fs", model, cached, time.perf_counter() - started)
+    return cached
+
+
+def _pick_device(setting: str) -> str:
+    if setting == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if setting == "cuda" and not torch.cuda.is_available():
+        raise ModelUnavailable("generator.device is 'cuda' but torch sees no CUDA device")
+    return setting
+
+
+def _with_adapter(model: PreTrainedModel, path: Path) -> PreTrainedModel:
+    if not (path / "adapter_config.json").is_file():
+        raise ModelUnavailable(f"adapter {path} not found: expected a folder with adapter_config.json")
+    from peft import PeftModel  # only adapter users pay for importing peft
+
+    try:
+        return PeftModel.from_pretrained(model, str(path))
+    except Exception as exc:
+        raise ModelUnavailable(f"cannot load adapter {path}: {exc}") from exc
+
+
+def _generation_config(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, settings: GeneratorSettings
+) -> GenerationConfig:
+    config = copy.deepcopy(model.generation_config)
+    config.max_new_tokens = settings.max_new_tokens
+    if config.pad_token_id is None:
+        eos = config.eos_token_id
+        fallback = eos[0] if isinstance(eos, list) else eos
+        config.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else fallback
+    if settings.temperature == 0:
+        # Greedy; clearing the model's own sampling defaults avoids "do_sample is False" warnings.
+        config.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+    else:
+        config.update(do_sample=True, temperature=settings.temperature, top_p=settings.top_p, top_k=settings.top_k)
+    return config

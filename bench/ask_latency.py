@@ -1,0 +1,83 @@
+"""Measures a running service: ingestion time of a few policy documents, then /ask latency per stage.
+
+Usage: start the service (`make run`), then
+    .venv-api/bin/python bench/ask_latency.py --url http://127.0.0.1:8000 --rounds 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.documents import (  # noqa: E402 - the same sample policies the tests use
+    HOLIDAY_POLICY_TXT,
+    SECURITY_POLICY_MD,
+    TRAVEL_POLICY_HTML,
+    expense_policy_pdf,
+    refund_policy_docx,
+)
+
+QUESTIONS = [
+    "How many days do customers have to request a refund?",
+    "What is the most a hotel room may cost per night?",
+    "How long must passwords be?",
+    "How many days of paid vacation does an employee get per year?",
+    "How much is the daily meal allowance on business trips?",
+    "Which planet has the most moons?",
+]
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
+
+
+def upload_and_wait(client: httpx.Client) -> None:
+    files = [
+        ("files", ("bench_refund_policy.docx", refund_policy_docx())),
+        ("files", ("bench_travel_policy.html", TRAVEL_POLICY_HTML)),
+        ("files", ("bench_security_policy.md", SECURITY_POLICY_MD)),
+        ("files", ("bench_holiday_policy.txt", HOLIDAY_POLICY_TXT)),
+        ("files", ("bench_expense_policy.pdf", expense_policy_pdf())),
+    ]
+    started = time.perf_counter()
+    documents = client.post("/documents", files=files).raise_for_status().json()["documents"]
+    pending = {d["id"] for d in documents}
+    while pending:
+        for doc_id in list(pending):
+            if client.get(f"/documents/{doc_id}").json()["status"] in ("indexed", "failed"):
+                pending.discard(doc_id)
+        time.sleep(0.1)
+    print(f"ingest: {len(documents)} documents indexed in {time.perf_counter() - started:.2f}s (upload to indexed)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--url", default="http://127.0.0.1:8000")
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    with httpx.Client(base_url=args.url, timeout=300) as client:
+        upload_and_wait(client)
+        totals: list[float] = []
+        stages: dict[str, list[float]] = {}
+        for _ in range(args.rounds):
+            for question in QUESTIONS:
+                started = time.perf_counter()
+                body = client.post("/ask", json={"question": question}).raise_for_status().json()
+                totals.append((time.perf_counter() - started) * 1000)
+                for stage, ms in body["timings_ms"].items():
+                    stages.setdefault(stage, []).append(ms)
+    print(f"ask: {len(totals)} requests, one at a time")
+    print(f"{'stage':<10} {'p50 ms':>10} {'p95 ms':>10} {'n':>4}")
+    for stage, values in [("total", totals), *stages.items()]:
+        print(f"{stage:<10} {statistics.median(values):>10.1f} {percentile(values, 0.95):>10.1f} {len(values):>4}")
+
+
+if __name__ == "__main__":
+    main()
