@@ -24,9 +24,15 @@ class Embedder:
         except Exception as exc:  # any loader failure means the same thing to the user
             raise ModelUnavailable(f"cannot load embedding model {settings.model!r}: {exc}") from exc
         self.batch_size = settings.batch_size
-        self.dim = self.model.get_sentence_embedding_dimension()
+        self.dim = self.model.get_embedding_dimension()
         log.info("embedding model %s loaded in %.1fs", settings.model, time.perf_counter() - started)
 
     def embed(self, texts: list[str]) -> np.ndarray:
-        vectors = self.model.encode(texts, batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True)
+        vectors = self.model.encode(
+            texts,
+            batch_size=self.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
         return np.asarray(vectors, dtype=np.float32).reshape(len(texts), self.dim)

@@ -9,12 +9,11 @@ from pathlib import PurePath
 from app.errors import EmptyDocument, UnsupportedDocument
 
 # Kinds the worker parses (ingest/parsing.py handles each one).
-SUPPORTED_KINDS = frozenset({"pdf", "docx", "odt", "pptx", "xlsx", "html", "md", "txt", "csv"})
+SUPPORTED_KINDS = frozenset({"pdf", "docx", "pptx", "xlsx", "html", "md", "txt", "csv"})
 
 ZIP_KINDS_BY_MEMBER = {"word/document.xml": "docx", "ppt/presentation.xml": "pptx", "xl/workbook.xml": "xlsx"}
-ODF_MIMETYPES = {b"application/vnd.oasis.opendocument.text": "odt"}
 TEXT_KINDS_BY_EXTENSION = {".md": "md", ".markdown": "md", ".html": "html", ".htm": "html", ".csv": "csv"}
-SUPPORTED_LIST = "PDF, DOCX, ODT, PPTX, XLSX, HTML, Markdown, CSV and plain text (UTF-8)"
+SUPPORTED_LIST = "PDF, DOCX, PPTX, XLSX, HTML, Markdown, CSV and plain text (UTF-8)"
 
 
 def detect_kind(filename: str, content: bytes) -> str:
@@ -41,17 +40,14 @@ def _zip_kind(filename: str, extension: str, content: bytes) -> str:
     try:
         with zipfile.ZipFile(io.BytesIO(content)) as archive:
             names = set(archive.namelist())
-            mimetype = archive.read("mimetype").strip() if "mimetype" in names else b""
-    except (zipfile.BadZipFile, KeyError, OSError):
+    except (zipfile.BadZipFile, OSError):
         # A damaged archive that claims an office type is accepted; the worker reports why it fails.
-        if extension.lstrip(".") in {"docx", "odt", "pptx", "xlsx"}:
+        if extension.lstrip(".") in ZIP_KINDS_BY_MEMBER.values():
             return extension.lstrip(".")
         raise UnsupportedDocument(f"{filename} is a damaged ZIP archive, not a supported document") from None
     for member, kind in ZIP_KINDS_BY_MEMBER.items():
         if member in names:
             return kind
-    if mimetype in ODF_MIMETYPES:
-        return ODF_MIMETYPES[mimetype]
     raise UnsupportedDocument(f"{filename} is a ZIP archive, not a supported document; supported: {SUPPORTED_LIST}")
 
 
