@@ -1,0 +1,322 @@
+"""Turns an uploaded file into Markdown whose headers follow the document's heading tree."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import re
+import tempfile
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from app.errors import EmptyDocument, ParseError, UnsupportedDocument
+from app.filetypes import SUPPORTED_KINDS
+
+if TYPE_CHECKING:
+    from dedoc import DedocManager
+    from dedoc.data_structures.document_content import DocumentContent
+    from dedoc.data_structures.table import Table
+    from dedoc.data_structures.tree_node import TreeNode
+
+log = logging.getLogger(__name__)
+# dedoc logs about ten INFO lines per file (with all its parameters); keep them under our name, at WARNING.
+_dedoc_log = logging.getLogger(f"{__name__}.dedoc")
+
+PDF_PARSERS = ("pypdf", "dedoc")
+MAX_HEADER_DEPTH = 6
+
+_LABELS = {"md": "Markdown", "txt": "text"}
+_DEDOC_PARAMETERS = {"structure_type": "tree", "pdf_with_text_layer": "true"}
+_DEDOC_PDF_HINT = (
+    "dedoc's PDF reader needs its models (run `python -m dedoc.download_models` once, with internet access)"
+    " and poppler-utils; or set ingest.pdf_parser to pypdf to read the PDF's text layer without them"
+)
+_ORDERED_MARKER = re.compile(r"(?:\d+[.)]?)+|[A-Za-z][.)]|[ivxlcdmIVXLCDM]+[.)]")
+_BULLETS = frozenset("-*+•◦▪▫■□●○‣⁃·o")
+_LINE_START_HASH = re.compile(r"^([ \t]*)#", re.MULTILINE)
+
+
+def parse_to_markdown(path: Path, kind: str, *, pdf_parser: str = "pypdf") -> str:
+    """Return the document at `path` as Markdown; raise UnsupportedDocument, EmptyDocument or ParseError."""
+    if kind not in SUPPORTED_KINDS:
+        supported = ", ".join(sorted(SUPPORTED_KINDS))
+        raise UnsupportedDocument(f"documents of kind {kind!r} cannot be parsed; supported kinds: {supported}")
+    if pdf_parser not in PDF_PARSERS:
+        raise ValueError(f"pdf_parser must be one of {PDF_PARSERS}, not {pdf_parser!r}")
+    if path.stat().st_size == 0:
+        raise EmptyDocument(f"the {_label(kind)} file is empty")
+    if kind in {"md", "txt"}:
+        return _read_text(path, kind)
+    if kind == "pdf" and pdf_parser == "pypdf":
+        return _pdf_with_pypdf(path)
+    return _parse_with_dedoc(path, kind)
+
+
+def _label(kind: str) -> str:
+    return _LABELS.get(kind, kind.upper())
+
+
+def _read_text(path: Path, kind: str) -> str:
+    # Plain text skips dedoc: its txt reader finds no headings, only lists, and nests the paragraphs that
+    # follow a list inside its last item; the author's own paragraphs and line breaks read better.
+    text = path.read_text(encoding="utf-8-sig", errors="replace")
+    if not text.strip():
+        raise _no_text(kind)
+    return text if kind == "md" else _escape_hashes(text)
+
+
+def _no_text(kind: str) -> EmptyDocument:
+    if kind == "pdf":
+        return EmptyDocument("the PDF has no text layer; OCR is not enabled")
+    return EmptyDocument(f"the {_label(kind)} file contains no text")
+
+
+def _escape_hashes(text: str) -> str:
+    """Keep a line of body text that starts with '#' from being read as a Markdown header."""
+    return _LINE_START_HASH.sub(r"\1\\#", text)
+
+
+def _unreadable(kind: str, exc: Exception) -> str:
+    label = _label(kind)
+    return f"the {label} file could not be read; it may be damaged or not really a {label} file ({_reason(exc)})"
+
+
+def _reason(exc: Exception) -> str:
+    """The first line of the library's message: dedoc's go on with temporary file names."""
+    lines = (getattr(exc, "msg", None) or str(exc)).strip().splitlines()
+    return lines[0].rstrip(": ")[:200] if lines else type(exc).__name__
+
+
+# PDF through pypdf: dedoc's PDF readers fetch ML models from the Hugging Face hub on first use.
+
+
+def _pdf_with_pypdf(path: Path) -> str:
+    sections = [
+        f"## Page {number}\n\n{_escape_hashes(text.strip())}"
+        for number, text in enumerate(_pdf_pages(path), start=1)
+        if text.strip()
+    ]
+    if not sections:
+        raise _no_text("pdf")
+    return "\n\n".join(sections) + "\n"
+
+
+def _pdf_pages(path: Path) -> list[str]:
+    from pypdf import PdfReader
+
+    try:
+        reader = PdfReader(path)
+        locked = reader.is_encrypted and not reader.decrypt("")
+        pages = [] if locked else [page.extract_text() or "" for page in reader.pages]
+    except Exception as exc:  # pypdf raises PdfReadError, but also ValueError, KeyError... on damaged files
+        raise ParseError(_unreadable("pdf", exc)) from exc
+    if locked:
+        raise ParseError("the PDF is protected by a password; upload a copy without one")
+    return pages
+
+
+def _parse_with_dedoc(path: Path, kind: str) -> str:
+    manager = _manager()
+    with tempfile.TemporaryDirectory(prefix="docqa-parse-") as tmp:
+        # dedoc picks its reader by file extension; uploads are stored without one.
+        named = Path(tmp) / f"document.{kind}"
+        if kind == "html":
+            _write_html_rows_apart(path, named)
+        else:
+            named.symlink_to(path.resolve())
+        try:
+            document = manager.parse(str(named), parameters=_DEDOC_PARAMETERS)
+        except Exception as exc:  # dedoc's own errors, but also zipfile, pandas and bare Exception for bad files
+            if kind == "pdf":
+                raise ParseError(f"dedoc could not read the PDF ({_reason(exc)}); {_DEDOC_PDF_HINT}") from exc
+            raise ParseError(_unreadable(kind, exc)) from exc
+    markdown = _content_markdown(document.content)
+    if not markdown.strip():
+        raise _no_text(kind)
+    return markdown
+
+
+def _write_html_rows_apart(source: Path, target: Path) -> None:
+    """Copy the page so that dedoc keeps every table in place and its rows apart."""
+    from bs4 import BeautifulSoup
+
+    soup = BeautifulSoup(source.read_bytes(), "html.parser")
+    for table in soup.find_all("table"):
+        # dedoc moves tables with a border out of the text (to the end here); borderless ones stay in place as
+        # tab-separated lines, but with the last cell of a row glued to the first of the next.
+        table.attrs.pop("border", None)
+        for row in table.find_all("tr"):
+            cells = row.find_all(["td", "th"], recursive=False)
+            if cells:
+                cells[-1].append("\n")
+    target.write_bytes(soup.encode("utf-8"))
+
+
+@functools.cache
+def _manager() -> DedocManager:
+    """One dedoc pipeline with only the pieces that work offline (the default one imports torchvision)."""
+    started = time.perf_counter()
+    from dedoc import DedocManager
+    from dedoc.attachments_handler.attachments_handler import AttachmentsHandler
+    from dedoc.converters.converter_composition import ConverterComposition
+    from dedoc.metadata_extractors.concrete_metadata_extractors.base_metadata_extractor import BaseMetadataExtractor
+    from dedoc.metadata_extractors.metadata_extractor_composition import MetadataExtractorComposition
+    from dedoc.readers.csv_reader.csv_reader import CSVReader
+    from dedoc.readers.docx_reader.docx_reader import DocxReader
+    from dedoc.readers.excel_reader.excel_reader import ExcelReader
+    from dedoc.readers.html_reader.html_reader import HtmlReader
+    from dedoc.readers.pdf_reader.pdf_txtlayer_reader.pdf_txtlayer_reader import PdfTxtlayerReader
+    from dedoc.readers.pptx_reader.pptx_reader import PptxReader
+    from dedoc.readers.reader_composition import ReaderComposition
+    from dedoc.structure_constructors.concrete_structure_constructors.tree_constructor import TreeConstructor
+    from dedoc.structure_constructors.structure_constructor_composition import StructureConstructorComposition
+    from dedoc.structure_extractors.concrete_structure_extractors.default_structure_extractor import (
+        DefaultStructureExtractor,
+    )
+    from dedoc.structure_extractors.structure_extractor_composition import StructureExtractorComposition
+
+    config = _dedoc_config()
+    readers = [DocxReader, HtmlReader, PptxReader, ExcelReader, CSVReader, PdfTxtlayerReader]
+    tree = TreeConstructor()
+    pieces = {
+        # dedoc's converters (odt, doc, rtf, ppt, xls...) all call LibreOffice's soffice, absent here.
+        "converter": ConverterComposition([]),
+        "reader": ReaderComposition([reader(config=config) for reader in readers]),
+        "structure_extractor": StructureExtractorComposition(
+            {"other": DefaultStructureExtractor(config=config)}, "other", config=config
+        ),
+        "structure_constructor": StructureConstructorComposition({"tree": tree}, tree),
+        "document_metadata_extractor": MetadataExtractorComposition([BaseMetadataExtractor(config=config)]),
+        "attachments_handler": AttachmentsHandler(config=config),
+    }
+    manager = DedocManager(config=config, manager_config=pieces)
+    log.info("dedoc parser ready in %.1fs", time.perf_counter() - started)
+    return manager
+
+
+def _dedoc_config() -> dict[str, Any]:
+    from dedoc.config import get_config
+
+    # The first get_config() calls logging.basicConfig(stdout, INFO); a handler on the root logger makes it a no-op.
+    root, guard = logging.getLogger(), logging.NullHandler()
+    root.addHandler(guard)
+    try:
+        config = dict(get_config())
+    finally:
+        root.removeHandler(guard)
+    if _dedoc_log.level == logging.NOTSET:
+        _dedoc_log.setLevel(logging.WARNING)
+    return {**config, "logger": _dedoc_log}
+
+
+# dedoc's tree -> Markdown. Node types: root, header, list (a container), list_item, raw_text.
+
+
+def _content_markdown(content: DocumentContent) -> str:
+    tables = {table.metadata.uid: table for table in content.tables}
+    blocks: list[str] = []
+    _render(content.structure, 0, tables, blocks)
+    # Tables no line points at: CSV and XLSX sheets, and any other dedoc did not anchor to a line.
+    blocks.extend(_table_markdown(table) for table in tables.values())
+    return "\n\n".join(block for block in blocks if block) + "\n"
+
+
+def _render(node: TreeNode, depth: int, tables: dict[str, Table], blocks: list[str]) -> None:
+    """Append the node's blocks, then its children's; `depth` counts the headers above it."""
+    line_type = _line_type(node)
+    if line_type in {"list", "list_item"}:
+        _render_list(node, depth, tables, blocks)
+        return
+    if line_type == "header":
+        # dedoc's levels vary by source (DOCX Title is 1, Heading 1 is 2...): the tree depth is what counts.
+        depth += 1
+        title = _one_line(node.text)
+        blocks.append(f"{'#' * min(depth, MAX_HEADER_DEPTH)} {title}" if title else "")
+    else:
+        blocks.extend(_paragraphs(node.text))
+    blocks.extend(_anchored_tables(node, tables))
+    for child in node.subparagraphs:
+        _render(child, depth, tables, blocks)
+
+
+def _render_list(node: TreeNode, depth: int, tables: dict[str, Table], blocks: list[str]) -> None:
+    """The list as one block; dedoc hangs the paragraphs (and tables) after a list under its last item."""
+    lines: list[str] = []
+    after: list[str] = []
+
+    def walk(item: TreeNode, indent: int) -> None:
+        line_type = _line_type(item)
+        if line_type not in {"list", "list_item"}:
+            _render(item, depth, tables, after)
+            return
+        if line_type == "list_item" and item.text.strip():
+            lines.append("  " * indent + _list_item(item.text))
+        after.extend(_anchored_tables(item, tables))
+        for child in item.subparagraphs:
+            walk(child, indent + (line_type == "list_item"))
+
+    walk(node, 0)
+    blocks.append("\n".join(lines))
+    blocks.extend(after)
+
+
+def _anchored_tables(node: TreeNode, tables: dict[str, Table]) -> list[str]:
+    uids = [a.value for a in node.annotations if a.name == "table" and a.value in tables]
+    return [_table_markdown(tables.pop(uid)) for uid in uids]
+
+
+def _table_markdown(table: Table) -> str:
+    return _markdown_table([[cell.get_text() for cell in row] for row in table.cells])
+
+
+def _line_type(node: TreeNode) -> str:
+    level = node.metadata.hierarchy_level
+    return level.line_type if level is not None else "raw_text"
+
+
+def _list_item(text: str) -> str:
+    """'•\\tfoo' (DOCX) -> '- foo', '1.\\tfoo' -> '1. foo', 'foo' (HTML <ul>) -> '- foo'."""
+    marker, tab, rest = text.strip().partition("\t")
+    if not tab:
+        marker, _, rest = text.strip().partition(" ")
+        if not (_ORDERED_MARKER.fullmatch(marker) or marker in _BULLETS):
+            return f"- {_one_line(text)}"
+    if _ORDERED_MARKER.fullmatch(marker):
+        return f"{marker} {_one_line(rest)}"
+    return f"- {_one_line(rest)}" if len(marker) <= 3 else f"- {_one_line(text)}"
+
+
+def _paragraphs(text: str) -> list[str]:
+    """Each line of a text node becomes a paragraph; two or more tab-separated lines in a row, a table."""
+    blocks: list[str] = []
+    rows: list[list[str]] = []
+    for line in text.splitlines():
+        if not line.strip():
+            continue  # blank lines end nothing: a <br> in an HTML cell leaves some between a table's rows
+        if "\t" in line:
+            rows.append(line.split("\t"))
+            continue
+        blocks.extend(_rows_block(rows))
+        rows = []
+        blocks.append(_escape_hashes(_one_line(line)))
+    return [*blocks, *_rows_block(rows)]
+
+
+def _rows_block(rows: list[list[str]]) -> list[str]:
+    if len(rows) > 1:
+        return [_markdown_table(rows)]
+    return [_escape_hashes(_one_line(" ".join(row))) for row in rows]
+
+
+def _markdown_table(rows: list[list[str]]) -> str:
+    width = max((len(row) for row in rows), default=0)
+    if not any(cell.strip() for row in rows for cell in row):
+        return ""
+    cells = [[_one_line(cell).replace("|", "\\|") for cell in row] + [""] * (width - len(row)) for row in rows]
+    lines = [cells[0], ["---"] * width, *cells[1:]]
+    return "\n".join(f"| {' | '.join(line)} |" for line in lines)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())

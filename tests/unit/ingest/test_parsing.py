@@ -1,0 +1,323 @@
+from __future__ import annotations
+
+import hashlib
+import io
+from pathlib import Path
+
+import pytest
+
+from app.errors import EmptyDocument, ParseError, UnsupportedDocument
+from ingest.parsing import SUPPORTED_KINDS, parse_to_markdown
+from tests.documents import (
+    HOLIDAY_POLICY_TXT,
+    SECURITY_POLICY_MD,
+    TRAVEL_POLICY_HTML,
+    corrupt_docx,
+    expense_policy_pdf,
+    fake_zip,
+    refund_policy_docx,
+)
+
+# dedoc's API schemas use pydantic v1 idioms; they warn on import.
+pytestmark = pytest.mark.filterwarnings("ignore::pydantic.warnings.PydanticDeprecatedSince20")
+
+
+@pytest.fixture
+def upload(tmp_path: Path):
+    """Store bytes the way the API does: under their sha256, without an extension."""
+
+    def store(content: bytes) -> Path:
+        path = tmp_path / hashlib.sha256(content).hexdigest()
+        path.write_bytes(content)
+        return path
+
+    return store
+
+
+def parse(upload, content: bytes, kind: str, **options: str) -> str:
+    return parse_to_markdown(upload(content), kind, **options)
+
+
+def lines_of(markdown: str) -> list[str]:
+    return [line for line in markdown.splitlines() if line.strip()]
+
+
+def docx_bytes(build) -> bytes:
+    import docx
+
+    document = docx.Document()
+    build(document)
+    buffer = io.BytesIO()
+    document.save(buffer)
+    return buffer.getvalue()
+
+
+def pdf_bytes(*pages: str, password: str = "") -> bytes:
+    import pymupdf
+
+    pdf = pymupdf.open()
+    for text in pages:
+        page = pdf.new_page()
+        if text:
+            page.insert_text((72, 72), text, fontsize=11)
+        else:  # a page with a drawing but no text, like a scan
+            page.draw_rect(pymupdf.Rect(72, 72, 300, 300), fill=(0.5, 0.5, 0.5))
+    if password:
+        return pdf.tobytes(encryption=pymupdf.PDF_ENCRYPT_AES_256, owner_pw="owner", user_pw=password)
+    return pdf.tobytes()
+
+
+# Minimal Office Open XML packages; python-pptx and openpyxl are not dependencies.
+CONTENT_TYPES = (
+    '<?xml version="1.0" encoding="UTF-8"?><Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types">'
+    '<Default Extension="xml" ContentType="application/xml"/></Types>'
+)
+PML = 'xmlns:a="http://schemas.openxmlformats.org/drawingml/2006/main" xmlns:p="http://schemas.openxmlformats.org/presentationml/2006/main"'
+SML = 'xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"'
+REL = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
+
+
+def pptx_bytes(*slides: tuple[str, str]) -> bytes:
+    def shape(text: str) -> str:
+        return (
+            '<p:sp><p:nvSpPr><p:cNvPr id="2" name="t"/><p:cNvSpPr/><p:nvPr/></p:nvSpPr><p:spPr/>'
+            f"<p:txBody><a:bodyPr/><a:p><a:r><a:t>{text}</a:t></a:r></a:p></p:txBody></p:sp>"
+        )
+
+    files = {"[Content_Types].xml": CONTENT_TYPES, "ppt/presentation.xml": f"<p:presentation {PML}/>"}
+    for number, (title, body) in enumerate(slides, start=1):
+        tree = shape(title) + shape(body)
+        files[f"ppt/slides/slide{number}.xml"] = f"<p:sld {PML}><p:cSld><p:spTree>{tree}</p:spTree></p:cSld></p:sld>"
+    return fake_zip({name: text.encode() for name, text in files.items()})
+
+
+def xlsx_bytes(rows: list[list[str]]) -> bytes:
+    strings = sorted({cell for row in rows for cell in row})
+    sheet_rows = "".join(
+        f'<row r="{r}">'
+        + "".join(f'<c r="{chr(65 + c)}{r}" t="s"><v>{strings.index(cell)}</v></c>' for c, cell in enumerate(row))
+        + "</row>"
+        for r, row in enumerate(rows, start=1)
+    )
+    files = {
+        "[Content_Types].xml": CONTENT_TYPES,
+        "_rels/.rels": f'<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">'
+        f'<Relationship Id="rId1" Type="{REL}/officeDocument" Target="xl/workbook.xml"/></Relationships>',
+        "xl/workbook.xml": f'<workbook {SML} xmlns:r="{REL}"><sheets>'
+        '<sheet name="Rates" sheetId="1" r:id="rId1"/></sheets></workbook>',
+        "xl/_rels/workbook.xml.rels": '<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">'
+        f'<Relationship Id="rId1" Type="{REL}/worksheet" Target="worksheets/sheet1.xml"/>'
+        f'<Relationship Id="rId2" Type="{REL}/sharedStrings" Target="sharedStrings.xml"/></Relationships>',
+        "xl/sharedStrings.xml": f"<sst {SML}>" + "".join(f"<si><t>{s}</t></si>" for s in strings) + "</sst>",
+        "xl/worksheets/sheet1.xml": f"<worksheet {SML}><sheetData>{sheet_rows}</sheetData></worksheet>",
+    }
+    return fake_zip({name: text.encode() for name, text in files.items()})
+
+
+def test_docx_headings_become_nested_markdown_headers_with_their_paragraphs(upload) -> None:
+    markdown = parse(upload, refund_policy_docx(), "docx")
+    assert lines_of(markdown) == [
+        "# Refund Policy",
+        "This policy explains how customers get their money back.",
+        "## Eligibility",
+        "Customers can request a full refund within 30 days of purchase.",
+        "## Gift Cards",
+        "Gift cards are final sale and cannot be refunded or exchanged for cash.",
+    ]
+
+
+def test_docx_header_depth_follows_the_tree_and_stops_at_six(upload) -> None:
+    def build(document) -> None:
+        for level in range(1, 9):
+            document.add_heading(f"Level {level}", level=level)
+            document.add_paragraph(f"Text {level}.")
+
+    headers = [line for line in lines_of(parse(upload, docx_bytes(build), "docx")) if line.startswith("#")]
+    assert headers == [f"{'#' * min(level, 6)} Level {level}" for level in range(1, 9)]
+
+
+def test_docx_lists_and_tables_stay_readable_and_in_place(upload) -> None:
+    def build(document) -> None:
+        document.add_heading("Returns", level=1)
+        document.add_paragraph("Bring the receipt", style="List Bullet")
+        document.add_paragraph("Keep the box", style="List Bullet")
+        document.add_paragraph("Fill in the form", style="List Number")
+        document.add_paragraph("Return windows:")
+        table = document.add_table(rows=2, cols=2)
+        for cell, text in zip(table._cells, ["Item", "Days", "Shoes", "30"], strict=True):
+            cell.text = text
+        document.add_paragraph("Ask the shop for anything else.")
+
+    assert lines_of(parse(upload, docx_bytes(build), "docx")) == [
+        "# Returns",
+        "- Bring the receipt",
+        "- Keep the box",
+        "1. Fill in the form",
+        "Return windows:",
+        "| Item | Days |",
+        "| --- | --- |",
+        "| Shoes | 30 |",
+        "Ask the shop for anything else.",
+    ]
+
+
+def test_html_headings_become_nested_markdown_headers(upload) -> None:
+    assert lines_of(parse(upload, TRAVEL_POLICY_HTML, "html")) == [
+        "# Travel Policy",
+        "Rules for business trips taken by employees.",
+        "## Hotels",
+        "Employees may book hotel rooms that cost at most 180 euros per night.",
+        "## Flights",
+        "Economy class is required for flights shorter than six hours.",
+    ]
+
+
+def test_html_tables_and_lists_stay_in_place_with_rows_apart(upload) -> None:
+    page = b"""<html><body><h1>Allowances</h1><p>Daily rates:</p>
+    <table><tr><th>City</th><th>Rate</th></tr><tr><td>Berlin</td><td>40</td></tr><tr><td>Paris</td><td>45</td></tr></table>
+    <p>Extras:</p>
+    <table border="1"><tr><td>Tips</td><td>not refunded</td></tr><tr><td>Taxis</td><td>refunded</td></tr></table>
+    <h2>Steps</h2><ol><li>Keep receipts<ul><li>paper</li><li>photos</li></ul></li><li>Submit monthly</li></ol>
+    </body></html>"""
+    assert lines_of(parse(upload, page, "html")) == [
+        "# Allowances",
+        "Daily rates:",
+        "| City | Rate |",
+        "| --- | --- |",
+        "| Berlin | 40 |",
+        "| Paris | 45 |",
+        "Extras:",
+        "| Tips | not refunded |",
+        "| --- | --- |",
+        "| Taxis | refunded |",
+        "## Steps",
+        "1. Keep receipts",
+        "  - paper",
+        "  - photos",
+        "2. Submit monthly",
+    ]
+
+
+def test_markdown_comes_back_unchanged(upload) -> None:
+    assert parse(upload, SECURITY_POLICY_MD, "md") == SECURITY_POLICY_MD.decode()
+
+
+def test_text_keeps_its_paragraphs_and_gains_no_headers(upload) -> None:
+    markdown = parse(upload, HOLIDAY_POLICY_TXT + b"\n# of days: 25\n", "txt")
+    assert markdown.startswith("Holiday Policy\n\nEvery employee receives 25 days of paid vacation")
+    assert "carried over until the end of March" in markdown
+    assert "\\# of days: 25" in markdown
+
+
+def test_pdf_with_pypdf_gives_one_section_per_page_with_text(upload) -> None:
+    markdown = parse(upload, pdf_bytes("Meals cost at most 40 euros.", "", "Receipts within two weeks."), "pdf")
+    assert lines_of(markdown) == [
+        "## Page 1",
+        "Meals cost at most 40 euros.",
+        "## Page 3",
+        "Receipts within two weeks.",
+    ]
+
+
+def test_pdf_without_a_text_layer_is_empty(upload) -> None:
+    with pytest.raises(EmptyDocument, match="no text layer; OCR is not enabled"):
+        parse(upload, pdf_bytes(""), "pdf")
+
+
+@pytest.mark.parametrize(
+    "content", [expense_policy_pdf()[:300], b"%PDF-1.7\n" + bytes(range(256)) * 4], ids=["truncated", "garbage"]
+)
+def test_damaged_pdf_is_a_parse_error(upload, content: bytes) -> None:
+    with pytest.raises(ParseError, match="the PDF file could not be read"):
+        parse(upload, content, "pdf")
+
+
+def test_password_protected_pdf_is_a_parse_error(upload) -> None:
+    with pytest.raises(ParseError, match="password"):
+        parse(upload, pdf_bytes("Secret plans.", password="secret"), "pdf")
+
+
+def test_pdf_through_dedoc_reads_it_or_says_how_to_get_its_models(upload) -> None:
+    try:
+        markdown = parse(upload, expense_policy_pdf(), "pdf", pdf_parser="dedoc")
+    except ParseError as exc:  # offline (here, CI): the hub models are missing
+        assert "dedoc.download_models" in str(exc) and "pdf_parser to pypdf" in str(exc)
+    else:
+        assert "40 euros" in markdown
+
+
+def test_pptx_slides_become_sections(upload) -> None:
+    content = pptx_bytes(("Onboarding", "New staff get a laptop."), ("Badges", "Collect it at reception."))
+    assert lines_of(parse(upload, content, "pptx")) == [
+        "# Onboarding",
+        "New staff get a laptop.",
+        "# Badges",
+        "Collect it at reception.",
+    ]
+
+
+def test_xlsx_sheet_becomes_a_markdown_table(upload) -> None:
+    content = xlsx_bytes([["City", "Meal allowance"], ["Berlin", "forty euros"]])
+    assert lines_of(parse(upload, content, "xlsx")) == [
+        "| City | Meal allowance |",
+        "| --- | --- |",
+        "| Berlin | forty euros |",
+    ]
+
+
+def test_csv_becomes_a_markdown_table(upload) -> None:
+    content = b'item,days\nShoes,30\n"Gift cards, vouchers",0\n'
+    assert lines_of(parse(upload, content, "csv")) == [
+        "| item | days |",
+        "| --- | --- |",
+        "| Shoes | 30 |",
+        "| Gift cards, vouchers | 0 |",
+    ]
+
+
+@pytest.mark.parametrize("kind", ["docx", "pptx", "xlsx"])
+def test_corrupt_office_file_is_a_parse_error_naming_the_kind(upload, kind: str) -> None:
+    with pytest.raises(ParseError, match=f"the {kind.upper()} file could not be read"):
+        parse(upload, corrupt_docx(), kind)
+
+
+def test_truncated_docx_is_a_parse_error(upload) -> None:
+    content = refund_policy_docx()
+    with pytest.raises(ParseError, match="the DOCX file could not be read"):
+        parse(upload, content[: len(content) // 2], "docx")
+
+
+def test_zip_without_a_document_inside_is_a_parse_error(upload) -> None:
+    with pytest.raises(ParseError, match="DOCX"):
+        parse(upload, fake_zip({"notes.txt": b"hello"}), "docx")
+
+
+def test_broken_csv_is_a_parse_error(upload) -> None:
+    with pytest.raises(ParseError, match="the CSV file could not be read"):
+        parse(upload, b'a,b\n"never closed,1\n', "csv")
+
+
+@pytest.mark.parametrize("kind", sorted(SUPPORTED_KINDS))
+def test_empty_file_is_an_empty_document(upload, kind: str) -> None:
+    with pytest.raises(EmptyDocument):
+        parse(upload, b"", kind)
+
+
+@pytest.mark.parametrize(
+    ("content", "kind"),
+    [(b"  \n\t\n", "txt"), (b"\n\n", "md"), (b"<html><body> <p> </p></body></html>", "html")],
+)
+def test_whitespace_only_is_an_empty_document(upload, content: bytes, kind: str) -> None:
+    with pytest.raises(EmptyDocument, match="contains no text"):
+        parse(upload, content, kind)
+
+
+def test_docx_without_text_is_an_empty_document(upload) -> None:
+    with pytest.raises(EmptyDocument, match="the DOCX file contains no text"):
+        parse(upload, docx_bytes(lambda document: None), "docx")
+
+
+@pytest.mark.parametrize("kind", ["odt", "exe", ""])
+def test_unknown_kind_is_unsupported(upload, kind: str) -> None:
+    with pytest.raises(UnsupportedDocument, match="cannot be parsed"):
+        parse(upload, b"some bytes", kind)
