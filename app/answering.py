@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field
 
+from app.config import RetrievalSettings
 from app.embedding import Embedder
 from app.generation import Generator
 from app.index import LiveIndex
-from app.prompt import build_prompt
+from app.prompt import PromptTemplate, build_prompt
 from app.retrieval import RetrievedChunk, retrieve
 from app.store import Store
 
 NO_ANSWER = "The documents do not contain the answer."
+# Small models paraphrase the refusal they were asked for ("The document does not contain the answer to...").
+REFUSAL = re.compile(r"\b(do|does) not contain the answer\b", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -30,8 +34,8 @@ class Answerer:
     index: LiveIndex
     store: Store
     generator: Generator
-    template: str
-    score_threshold: float
+    template: PromptTemplate
+    retrieval: RetrievalSettings
 
     def answer(self, question: str, top_k: int) -> Answer:
         timings: dict[str, float] = {}
@@ -45,13 +49,17 @@ class Answerer:
 
         vector = self.embedder.embed([question])[0]
         lap("embed")
-        chunks = retrieve(vector, self.index, self.store, top_k, self.score_threshold)
+        chunks = retrieve(vector, self.index, self.store, top_k, self.retrieval)
         lap("search")
         if not chunks:
             # Nothing relevant: say so without spending a generation on it.
             return Answer(NO_ANSWER, [], timings)
         text = self.generator.generate(build_prompt(self.template, question, chunks))
         lap("generate")
-        if text.startswith(NO_ANSWER.rstrip(".")):
+        if is_refusal(text):
             return Answer(NO_ANSWER, [], timings)
         return Answer(text, chunks, timings)
+
+
+def is_refusal(text: str) -> bool:
+    return bool(REFUSAL.search(text))

@@ -61,6 +61,7 @@ class RetrievalSettings(BaseModel):
     top_k: int = Field(4, gt=0)
     max_top_k: int = Field(20, gt=0)
     score_threshold: float = 0.25
+    relative_margin: float = Field(0.1, ge=0)
 
 
 class GeneratorSettings(BaseModel):

@@ -24,6 +24,7 @@ from transformers import (
 from app.config import GeneratorSettings
 from app.errors import ModelUnavailable
 from app.packaged import PACKAGED_MODELS, PREFIX, is_packaged, resolve_packaged
+from app.prompt import Message
 
 log = logging.getLogger(__name__)
 
@@ -31,8 +32,8 @@ log = logging.getLogger(__name__)
 class Generator(Protocol):
     model_name: str
 
-    def generate(self, prompt: str) -> str:
-        """Run one user message through the chat template; return only the new text, stripped."""
+    def generate(self, messages: list[Message]) -> str:
+        """Run chat messages through the chat template; return only the new text, stripped."""
         ...
 
 
@@ -61,9 +62,9 @@ class TransformersGenerator:
         elapsed = time.perf_counter() - started
         log.info("generator %s loaded on %s (%s) in %.1fs", self.model_name, self.device, dtype, elapsed)
 
-    def generate(self, prompt: str) -> str:
+    def generate(self, messages: list[Message]) -> str:
         inputs = self.tokenizer.apply_chat_template(
-            [{"role": "user", "content": prompt}],
+            messages,
             add_generation_prompt=True,
             return_tensors="pt",
             return_dict=True,

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from app.config import RetrievalSettings
 from app.index import LiveIndex
 from app.store import Chunk, Store
 
@@ -20,9 +21,13 @@ class RetrievedChunk:
 
 
 def retrieve(
-    question_vector: np.ndarray, index: LiveIndex, store: Store, top_k: int, score_threshold: float
+    question_vector: np.ndarray, index: LiveIndex, store: Store, top_k: int, settings: RetrievalSettings
 ) -> list[RetrievedChunk]:
-    hits = [hit for hit in index.search(question_vector, top_k * OVERFETCH) if hit.score >= score_threshold]
+    """The best `top_k` chunks above the threshold and within `relative_margin` of the best one."""
+    hits = [hit for hit in index.search(question_vector, top_k * OVERFETCH) if hit.score >= settings.score_threshold]
     chunks = store.searchable_chunks([hit.chunk_id for hit in hits])
     found = [RetrievedChunk(chunks[hit.chunk_id], hit.score) for hit in hits if hit.chunk_id in chunks]
-    return found[:top_k]
+    if not found:
+        return []
+    floor = found[0].score - settings.relative_margin
+    return [item for item in found[:top_k] if item.score >= floor]

@@ -40,7 +40,7 @@ class Service:
                 store=self.store,
                 generator=load_generator(settings.generator, settings.storage.model_cache_dir),
                 template=load_template(settings.generator.prompt_template),
-                score_threshold=settings.retrieval.score_threshold,
+                retrieval=settings.retrieval,
             )
             log.info("ready")
         except Exception as exc:

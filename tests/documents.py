@@ -55,9 +55,9 @@ Unused vacation days can be carried over until the end of March of the following
 
 
 def expense_policy_pdf() -> bytes:
-    import fitz  # PyMuPDF
+    import pymupdf
 
-    pdf = fitz.open()
+    pdf = pymupdf.open()
     page = pdf.new_page()
     page.insert_text((72, 72), "Expense Policy", fontsize=18)
     page.insert_text((72, 110), "The daily meal allowance on business trips is 40 euros.", fontsize=11)
