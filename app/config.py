@@ -45,6 +45,7 @@ class IngestSettings(BaseModel):
     poll_seconds: float = Field(0.5, gt=0)
     lease_seconds: float = Field(60, gt=0)
     max_attempts: int = Field(3, gt=0)
+    batch_size: int = Field(16, gt=0)
     pdf_parser: Literal["pypdf", "dedoc"] = "pypdf"
     chunk_size: int = Field(800, gt=0)
     chunk_overlap: int = Field(120, ge=0)

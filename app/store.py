@@ -171,15 +171,6 @@ class Store:
                 db.execute("INSERT INTO jobs (kind, created_at, updated_at) VALUES ('prune', ?, ?)", (now, now))
         return bool(deleted)
 
-    def set_document_status(self, doc_id: str, status: str, error: str | None = None) -> None:
-        now = time.time()
-        indexed_at = now if status == "indexed" else None
-        with self._transaction() as db:
-            db.execute(
-                "UPDATE documents SET status = ?, error = ?, updated_at = ?, indexed_at = ? WHERE id = ?",
-                (status, error, now, indexed_at, doc_id),
-            )
-
     # Chunks
 
     def replace_chunks(self, doc_id: str, chunks: list[NewChunk]) -> bool:
@@ -281,11 +272,3 @@ class Store:
                     "UPDATE documents SET status = ?, error = ?, updated_at = ?, indexed_at = ? WHERE id = ?",
                     ("failed" if error else "indexed", error, now, None if error else now, job.document_id),
                 )
-
-    def requeue_job(self, job: Job, error: str) -> None:
-        """Give a job back to the queue after a transient failure."""
-        with self._transaction() as db:
-            db.execute(
-                "UPDATE jobs SET status = 'queued', error = ?, lease_until = NULL, updated_at = ? WHERE id = ?",
-                (error, time.time(), job.id),
-            )

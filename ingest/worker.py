@@ -67,51 +67,54 @@ class Worker:
         log.info("worker stopped")
 
     def run_once(self) -> bool:
-        """Process one job if there is one; False when the queue is empty."""
-        job = self.store.claim_next_job(self.settings.ingest.lease_seconds)
-        if job is None:
+        """Process a batch of queued jobs with one index write; False when the queue is empty."""
+        jobs = self._claim_batch()
+        if not jobs:
             return False
-        with self._lease_kept(job):
-            if job.kind == "ingest":
-                self._ingest(job)
-            else:
-                self.sync_index()
-                self.store.finish_job(job)
+        with self._leases_kept(jobs):
+            errors = [self._store_chunks(job) if job.kind == "ingest" else None for job in jobs]
+            self.sync_index()
+            # Only now that the index holds their vectors do the documents count as indexed.
+            for job, error in zip(jobs, errors, strict=True):
+                self.store.finish_job(job, error=error)
         return True
 
-    def _ingest(self, job: Job) -> None:
+    def _claim_batch(self) -> list[Job]:
+        jobs: list[Job] = []
+        while len(jobs) < self.settings.ingest.batch_size:
+            job = self.store.claim_next_job(self.settings.ingest.lease_seconds)
+            if job is None:
+                break
+            jobs.append(job)
+        return jobs
+
+    def _store_chunks(self, job: Job) -> str | None:
+        """Parse, chunk and embed the job's document into the store; return why it failed, if it did."""
         doc = self.store.get_document(job.document_id)
         if doc is None:  # deleted while queued
-            self.store.finish_job(job)
-            return
+            return None
         if job.attempts > self.settings.ingest.max_attempts:
-            self.store.finish_job(job, error=f"gave up after {job.attempts - 1} attempts that never finished")
-            return
+            return f"{doc.filename}: gave up after {job.attempts - 1} attempts that never finished"
         log.info("document %s: parsing %s (%s)", doc.id, doc.filename, doc.kind)
         started = time.perf_counter()
         try:
-            chunks = self._chunks_of(doc.sha256, doc.kind, doc.filename)
+            chunks = self._chunks_of(doc.sha256, doc.kind)
         except RagError as exc:
             log.warning("document %s: failed: %s", doc.id, exc)
-            self.store.finish_job(job, error=str(exc))
-            return
+            return f"{doc.filename}: {exc}"
         except Exception as exc:  # a parser bug must fail this document, never the worker
             log.exception("document %s: unexpected error", doc.id)
-            self.store.finish_job(job, error=f"could not process {doc.filename}: {type(exc).__name__}: {exc}")
-            return
-        if not self.store.replace_chunks(doc.id, chunks):
-            self.store.finish_job(job)
-            return
-        self.sync_index()
-        self.store.finish_job(job)
-        log.info("document %s: indexed %d chunks in %.2fs", doc.id, len(chunks), time.perf_counter() - started)
+            return f"{doc.filename}: could not be processed ({type(exc).__name__}: {exc})"
+        self.store.replace_chunks(doc.id, chunks)
+        log.info("document %s: %d chunks in %.2fs", doc.id, len(chunks), time.perf_counter() - started)
+        return None
 
-    def _chunks_of(self, sha256: str, kind: str, filename: str) -> list[NewChunk]:
+    def _chunks_of(self, sha256: str, kind: str) -> list[NewChunk]:
         ingest = self.settings.ingest
         markdown = parse_to_markdown(self.settings.storage.uploads_dir / sha256, kind, pdf_parser=ingest.pdf_parser)
         pieces = chunk_markdown(markdown, ingest.chunk_size, ingest.chunk_overlap)
         if not pieces:
-            raise EmptyDocument(f"{filename} contains no text")
+            raise EmptyDocument("the document contains no text")
         vectors = self.embedder.embed([piece.text_to_embed for piece in pieces])
         return [
             NewChunk(position=p.position, section=p.section, text=p.text, embedding=v)
@@ -119,16 +122,17 @@ class Worker:
         ]
 
     @contextmanager
-    def _lease_kept(self, job: Job) -> Iterator[None]:
-        """Renew the job's lease while it runs, so only a dead worker's jobs are taken again."""
+    def _leases_kept(self, jobs: list[Job]) -> Iterator[None]:
+        """Renew the jobs' leases while they run, so only a dead worker's jobs are taken again."""
         lease = self.settings.ingest.lease_seconds
         done = threading.Event()
 
         def heartbeat() -> None:
             while not done.wait(lease / 3):
-                self.store.renew_lease(job.id, lease)
+                for job in jobs:
+                    self.store.renew_lease(job.id, lease)
 
-        thread = threading.Thread(target=heartbeat, name=f"lease-{job.id}", daemon=True)
+        thread = threading.Thread(target=heartbeat, name="lease-heartbeat", daemon=True)
         thread.start()
         try:
             yield

@@ -102,3 +102,14 @@ def test_a_job_interrupted_after_storing_chunks_is_redone_cleanly(settings: Sett
     texts = [c.text for c in store.searchable_chunks(sorted(store.chunk_ids())).values()]
     assert texts == ["Refunds are accepted within 30 days of purchase."]
     assert index_ids(LiveIndex(settings.storage.index_dir).refresh()) == store.chunk_ids()
+
+
+def test_queued_documents_are_indexed_together_with_one_index_write(settings: Settings, embedder: Embedder) -> None:
+    store = Store(settings.storage.database_path)
+    worker = Worker(settings, store, embedder)
+    before = latest_generation(settings.storage.index_dir)
+    ids = [upload(store, settings, f"policy{i}.md", REFUNDS + f"\nVersion {i}.\n".encode()) for i in range(3)]
+    assert worker.run_once()
+    assert latest_generation(settings.storage.index_dir) == before + 1
+    assert {store.get_document(doc_id).status for doc_id in ids} == {"indexed"}
+    assert not worker.run_once()
