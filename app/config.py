@@ -21,6 +21,7 @@ class ServerSettings(BaseModel):
     port: int = 8000
     max_file_bytes: int = Field(20_000_000, gt=0)
     max_files_per_request: int = Field(20, gt=0)
+    max_request_bytes: int = Field(200_000_000, gt=0)
     max_question_chars: int = Field(2000, gt=0)
 
 

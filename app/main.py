@@ -48,6 +48,17 @@ def create_app(settings: Settings) -> FastAPI:
         return JSONResponse(status_code=422, content={"detail": problems, "errors": jsonable_encoder(exc.errors())})
 
     @app.middleware("http")
+    async def refuse_oversized_bodies(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        # Checked before the multipart parser spools the body to disk.
+        limit = settings.server.max_request_bytes
+        length = request.headers.get("content-length", "")
+        if length.isdigit() and int(length) > limit:
+            return JSONResponse(status_code=413, content={"detail": f"the request is larger than {limit} bytes"})
+        return await call_next(request)
+
+    @app.middleware("http")
     async def with_request_id(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         token = request_id.set(request.headers.get("x-request-id") or uuid.uuid4().hex[:12])
         try:

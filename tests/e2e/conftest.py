@@ -17,6 +17,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 WORKER_PYTHON = os.environ.get("RAG_TEST_WORKER_PYTHON", str(REPO / ".venv-worker" / "bin" / "python"))
 MAX_FILE_BYTES = 300_000
+MAX_REQUEST_BYTES = 1_000_000
 
 
 def wait_until(condition: Callable[[], object], timeout: float, what: str) -> object:
@@ -47,6 +48,7 @@ class RunningService:
             "RAG_DATA_DIR": str(data_dir),
             "RAG_PORT": str(self.port),
             "RAG_SERVER__MAX_FILE_BYTES": str(MAX_FILE_BYTES),
+            "RAG_SERVER__MAX_REQUEST_BYTES": str(MAX_REQUEST_BYTES),
             "RAG_INGEST__POLL_SECONDS": "0.2",
             "HF_HUB_OFFLINE": "1",  # proves nothing needs a model hub
         }

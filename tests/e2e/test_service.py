@@ -130,6 +130,14 @@ def test_bad_single_upload_gets_a_clear_error(
     assert client.get("/documents").json()["documents"] == before
 
 
+def test_an_oversized_request_is_refused_before_it_is_read(client: httpx.Client) -> None:
+    files = [("files", (f"part{i}.txt", b"b" * 250_000)) for i in range(5)]
+    response = client.post("/documents", files=files)
+    assert response.status_code == 413
+    assert "larger than" in response.json()["detail"]
+    assert not any(d["filename"].startswith("part") for d in client.get("/documents").json()["documents"])
+
+
 def test_bad_file_in_a_batch_does_not_fail_the_good_one(client: httpx.Client) -> None:
     files = [
         ("files", ("notes.txt", b"Parking spaces are assigned by the facilities team.")),
