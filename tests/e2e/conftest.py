@@ -50,17 +50,25 @@ class RunningService:
             "RAG_SERVER__MAX_FILE_BYTES": str(MAX_FILE_BYTES),
             "RAG_SERVER__MAX_REQUEST_BYTES": str(MAX_REQUEST_BYTES),
             "RAG_INGEST__POLL_SECONDS": "0.2",
+            "RAG_INGEST__LEASE_SECONDS": "3",  # a killed worker's job is taken again within seconds
             "HF_HUB_OFFLINE": "1",  # proves nothing needs a model hub
         }
         self.processes: dict[str, subprocess.Popen] = {}
 
-    def start(self) -> None:
-        for name, python, module in (("worker", WORKER_PYTHON, "ingest"), ("api", sys.executable, "app")):
+    def start(self, *names: str) -> None:
+        commands = {"worker": (WORKER_PYTHON, "ingest"), "api": (sys.executable, "app")}
+        for name in names or commands:
+            python, module = commands[name]
             log = (self.data_dir / f"{name}.log").open("ab")
             self.processes[name] = subprocess.Popen(
                 [python, "-m", module], cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT
             )
         wait_until(self._ready, 300, "GET /ready")
+
+    def kill(self, name: str) -> None:
+        """SIGKILL: no clean-up, as in a crash or an OOM kill."""
+        self.processes[name].kill()
+        self.processes[name].wait()
 
     def _ready(self) -> bool:
         for name, process in self.processes.items():

@@ -192,6 +192,17 @@ def test_deleted_document_is_never_cited_again(client: httpx.Client, documents: 
     assert "180" not in body["answer"]
 
 
+def test_a_killed_worker_leaves_everything_usable(service: RunningService, client: httpx.Client) -> None:
+    policy = b"# Parking Policy\n\n## Bicycles\n\nBicycles are parked in the basement garage on level minus two.\n"
+    response = client.post("/documents", files={"files": ("parking.md", policy)})
+    (doc,) = response.json()["documents"]
+    service.kill("worker")  # whatever it was doing: waiting, parsing, writing the index
+    service.start("worker")
+    assert wait_for_status(client, doc["id"], {"indexed", "failed"})["status"] == "indexed"
+    body = ask(client, "Where are bicycles parked?")
+    assert body["citations"][0]["document_id"] == doc["id"]
+
+
 def test_everything_survives_a_restart(
     service: RunningService, client: httpx.Client, documents: dict[str, str]
 ) -> None:
