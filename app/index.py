@@ -1,10 +1,11 @@
-"""FAISS index generations: written atomically by the worker, swapped in by the API without a restart."""
+"""Index generations (FAISS + BM25): written atomically by the worker, swapped in by the API without a restart."""
 
 from __future__ import annotations
 
 import logging
 import os
 import re
+import shutil
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,9 +13,18 @@ from pathlib import Path
 import faiss
 import numpy as np
 
+from app.lexical import LexicalIndex
+
 log = logging.getLogger(__name__)
 
+# The FAISS file is renamed into place last: its presence marks a complete generation.
 GENERATION_FILE = re.compile(r"^index-(\d{8})\.faiss$")
+
+
+@dataclass(frozen=True)
+class Hit:
+    chunk_id: int
+    score: float
 
 
 def new_index(dim: int) -> faiss.IndexIDMap2:
@@ -26,84 +36,130 @@ def index_ids(index: faiss.IndexIDMap2) -> set[int]:
     return set(faiss.vector_to_array(index.id_map).tolist())
 
 
-def generation_path(index_dir: Path, generation: int) -> Path:
+@dataclass(frozen=True)
+class Snapshot:
+    """One generation: the dense and the lexical index over the same chunks."""
+
+    generation: int
+    dense: faiss.IndexIDMap2
+    lexical: LexicalIndex
+
+    @property
+    def size(self) -> int:
+        return self.dense.ntotal
+
+    def dense_search(self, vector: np.ndarray, k: int, allowed: set[int] | None = None) -> list[Hit]:
+        if self.dense.ntotal == 0 or k <= 0:
+            return []
+        params = None
+        if allowed is not None:
+            if not allowed:
+                return []
+            params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(np.fromiter(allowed, dtype=np.int64)))
+        query = vector.reshape(1, -1).astype(np.float32)
+        scores, ids = self.dense.search(query, min(k, self.dense.ntotal), params=params)
+        return [Hit(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i != -1]
+
+    def lexical_search(self, query: str, k: int, allowed: set[int] | None = None) -> list[Hit]:
+        return [Hit(chunk_id, score) for chunk_id, score in self.lexical.search(query, k, allowed)]
+
+    def similarities(self, vector: np.ndarray, chunk_ids: list[int]) -> dict[int, float]:
+        """Cosine similarity of the question to each chunk, also for chunks found by BM25 alone."""
+        if not chunk_ids:
+            return {}
+        vectors = self.dense.reconstruct_batch(np.asarray(chunk_ids, dtype=np.int64))
+        return dict(zip(chunk_ids, (vectors @ vector.astype(np.float32)).tolist(), strict=True))
+
+
+def _faiss_path(index_dir: Path, generation: int) -> Path:
     return index_dir / f"index-{generation:08d}.faiss"
 
 
+def _lexical_path(index_dir: Path, generation: int) -> Path:
+    return index_dir / f"bm25-{generation:08d}"
+
+
 def latest_generation(index_dir: Path) -> int | None:
-    """The newest complete generation: only finished files are ever renamed into this name."""
+    """The newest complete generation."""
     if not index_dir.is_dir():
         return None
     generations = [int(m.group(1)) for name in os.listdir(index_dir) if (m := GENERATION_FILE.match(name))]
     return max(generations, default=None)
 
 
-def read_generation(index_dir: Path, generation: int) -> faiss.IndexIDMap2:
-    return faiss.read_index(str(generation_path(index_dir, generation)))
+def read_generation(index_dir: Path, generation: int) -> Snapshot:
+    dense = faiss.read_index(str(_faiss_path(index_dir, generation)))
+    lexical_dir = _lexical_path(index_dir, generation)
+    lexical = LexicalIndex.load(lexical_dir) if lexical_dir.is_dir() else LexicalIndex.build(np.empty(0), [])
+    return Snapshot(generation, dense, lexical)
 
 
-def write_generation(index_dir: Path, index: faiss.IndexIDMap2, keep: int = 2) -> int:
-    """Write `index` as the next generation (temp file, fsync, rename, fsync dir); prune old ones."""
+def has_lexical(index_dir: Path, generation: int) -> bool:
+    return _lexical_path(index_dir, generation).is_dir()
+
+
+def write_generation(index_dir: Path, dense: faiss.IndexIDMap2, lexical: LexicalIndex, keep: int = 2) -> int:
+    """Write the next generation (temp names, fsync, rename; FAISS last) and prune old ones."""
     index_dir.mkdir(parents=True, exist_ok=True)
     generation = (latest_generation(index_dir) or 0) + 1
-    final = generation_path(index_dir, generation)
-    temp = final.with_suffix(".tmp")
-    faiss.write_index(index, str(temp))
-    with temp.open("rb") as f:
-        os.fsync(f.fileno())
+    lexical_final = _lexical_path(index_dir, generation)
+    lexical_temp = lexical_final.with_name(lexical_final.name + ".tmp")
+    shutil.rmtree(lexical_temp, ignore_errors=True)
+    shutil.rmtree(lexical_final, ignore_errors=True)  # a leftover of a crash before its FAISS file landed
+    lexical.save(lexical_temp)
+    for path in lexical_temp.iterdir():
+        _fsync(path)
+    os.replace(lexical_temp, lexical_final)
+    final = _faiss_path(index_dir, generation)
+    temp = final.with_name(final.name + ".tmp")
+    faiss.write_index(dense, str(temp))
+    _fsync(temp)
     os.replace(temp, final)
-    dir_fd = os.open(index_dir, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-    for name in os.listdir(index_dir):
-        m = GENERATION_FILE.match(name)
-        if (m and int(m.group(1)) <= generation - keep) or name.endswith(".tmp"):
-            (index_dir / name).unlink(missing_ok=True)
-    log.info("wrote index generation %d with %d vectors", generation, index.ntotal)
+    _fsync(index_dir)
+    _prune(index_dir, generation - keep)
+    log.info("wrote index generation %d with %d chunks", generation, dense.ntotal)
     return generation
 
 
-@dataclass(frozen=True)
-class Hit:
-    chunk_id: int
-    score: float
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _prune(index_dir: Path, up_to: int) -> None:
+    for path in index_dir.iterdir():
+        m = re.match(r"^(?:index|bm25)-(\d{8})", path.name)
+        if not (path.name.endswith(".tmp") or (m and int(m.group(1)) <= up_to)):
+            continue
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
 
 
 class LiveIndex:
-    """The API's view of the newest generation; requests in flight keep the one they started with."""
+    """The API's view of the newest generation; requests in flight keep the snapshot they started with."""
 
     def __init__(self, index_dir: Path) -> None:
         self.index_dir = index_dir
-        self.generation: int | None = None
-        self._index: faiss.IndexIDMap2 | None = None
+        self._snapshot: Snapshot | None = None
         self._lock = threading.Lock()
 
-    def refresh(self) -> faiss.IndexIDMap2 | None:
+    def current(self) -> Snapshot | None:
         latest = latest_generation(self.index_dir)
-        if latest is None or latest == self.generation:
-            return self._index
+        snapshot = self._snapshot
+        if latest is None or (snapshot is not None and snapshot.generation == latest):
+            return snapshot
         with self._lock:
-            if latest != self.generation:
+            if self._snapshot is None or self._snapshot.generation != latest:
                 try:
-                    index = read_generation(self.index_dir, latest)
-                except RuntimeError:
+                    self._snapshot = read_generation(self.index_dir, latest)
+                except (RuntimeError, FileNotFoundError):
                     # Pruned by the worker between listing and reading: a newer one exists, keep ours.
                     log.warning("index generation %d vanished while loading", latest)
-                    return self._index
-                self._index, self.generation = index, latest
-                log.info("loaded index generation %d (%d vectors)", latest, index.ntotal)
-        return self._index
-
-    @property
-    def size(self) -> int:
-        index = self.refresh()
-        return 0 if index is None else index.ntotal
-
-    def search(self, vector: np.ndarray, k: int) -> list[Hit]:
-        index = self.refresh()
-        if index is None or index.ntotal == 0:
-            return []
-        scores, ids = index.search(vector.reshape(1, -1).astype(np.float32), min(k, index.ntotal))
-        return [Hit(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i != -1]
+                    return self._snapshot
+                log.info("loaded index generation %d (%d chunks)", latest, self._snapshot.size)
+            return self._snapshot

@@ -12,6 +12,8 @@ from app.errors import ModelUnavailable
 from app.generation import load_generator
 from app.index import LiveIndex
 from app.prompt import load_template
+from app.reranking import Reranker
+from app.retrieval import Retriever
 from app.store import Store
 
 log = logging.getLogger(__name__)
@@ -33,15 +35,7 @@ class Service:
 
     def _load_models(self) -> None:
         try:
-            settings = self.settings
-            self.answerer = Answerer(
-                embedder=Embedder(settings.embedding),
-                index=self.index,
-                store=self.store,
-                generator=load_generator(settings.generator, settings.storage.model_cache_dir),
-                template=load_template(settings.generator.prompt_template),
-                retrieval=settings.retrieval,
-            )
+            self.answerer = build_answerer(self.settings, self.store, self.index)
             log.info("ready")
         except Exception as exc:
             self.load_error = str(exc)
@@ -56,3 +50,16 @@ class Service:
 
     def close(self) -> None:
         self.store.close()
+
+
+def build_answerer(settings: Settings, store: Store, index: LiveIndex) -> Answerer:
+    """Load the models and wire retrieval to generation: the API and the eval use the same path."""
+    retrieval = settings.retrieval
+    reranker = Reranker(retrieval.reranker, settings.embedding.device) if retrieval.reranker else None
+    retriever = Retriever(Embedder(settings.embedding), index, store, retrieval, reranker)
+    return Answerer(
+        retriever=retriever,
+        generator=load_generator(settings.generator, settings.storage.model_cache_dir),
+        template=load_template(settings.generator.prompt_template),
+        settings=retrieval,
+    )

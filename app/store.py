@@ -6,7 +6,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +37,12 @@ CREATE TABLE IF NOT EXISTS chunks (
     embedding BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS chunks_document ON chunks(document_id);
+CREATE TABLE IF NOT EXISTS document_tags (
+    document_id TEXT NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
+    tag TEXT NOT NULL,
+    PRIMARY KEY (document_id, tag)
+);
+CREATE INDEX IF NOT EXISTS document_tags_tag ON document_tags(tag);
 CREATE TABLE IF NOT EXISTS jobs (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     kind TEXT NOT NULL,
@@ -52,6 +58,16 @@ CREATE INDEX IF NOT EXISTS jobs_status ON jobs(status, id);
 """
 
 DOCUMENT_STATUSES = ("queued", "processing", "indexed", "failed")
+# Tags joined with the unit separator, which no tag contains.
+SELECT_DOCUMENTS = (
+    "SELECT d.*, (SELECT group_concat(t.tag, char(31)) FROM document_tags t WHERE t.document_id = d.id) AS tags"
+    " FROM documents d"
+)
+
+
+def searchable_text(section: str, text: str) -> str:
+    """What retrieval matches a chunk on: its heading path carries meaning the paragraph leaves implicit."""
+    return f"{section}\n{text}" if section else text
 
 
 @dataclass(frozen=True)
@@ -67,6 +83,11 @@ class Document:
     created_at: float
     updated_at: float
     indexed_at: float | None
+    tags: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, row: sqlite3.Row) -> Document:
+        return cls(**{**dict(row), "tags": tuple(sorted(row["tags"].split("\x1f"))) if row["tags"] else ()})
 
 
 @dataclass(frozen=True)
@@ -134,33 +155,38 @@ class Store:
 
     # Documents
 
-    def add_document(self, filename: str, kind: str, sha256: str, size_bytes: int) -> tuple[Document, bool]:
-        """Insert a document and its ingest job; the same bytes again return the existing one."""
+    def add_document(
+        self, filename: str, kind: str, sha256: str, size_bytes: int, tags: Sequence[str] = ()
+    ) -> tuple[Document, bool]:
+        """Insert a document and its ingest job; the same bytes again return the existing one (tags added)."""
         now = time.time()
         with self._transaction() as db:
-            row = db.execute("SELECT * FROM documents WHERE sha256 = ?", (sha256,)).fetchone()
-            if row is not None:
-                return Document(**row), False
-            doc_id = uuid.uuid4().hex
-            db.execute(
-                "INSERT INTO documents (id, filename, kind, sha256, size_bytes, status, created_at, updated_at)"
-                " VALUES (?, ?, ?, ?, ?, 'queued', ?, ?)",
-                (doc_id, filename, kind, sha256, size_bytes, now, now),
+            row = db.execute("SELECT id FROM documents WHERE sha256 = ?", (sha256,)).fetchone()
+            created = row is None
+            doc_id = uuid.uuid4().hex if created else row["id"]
+            if created:
+                db.execute(
+                    "INSERT INTO documents (id, filename, kind, sha256, size_bytes, status, created_at, updated_at)"
+                    " VALUES (?, ?, ?, ?, ?, 'queued', ?, ?)",
+                    (doc_id, filename, kind, sha256, size_bytes, now, now),
+                )
+                db.execute(
+                    "INSERT INTO jobs (kind, document_id, created_at, updated_at) VALUES ('ingest', ?, ?, ?)",
+                    (doc_id, now, now),
+                )
+            db.executemany(
+                "INSERT OR IGNORE INTO document_tags (document_id, tag) VALUES (?, ?)", [(doc_id, t) for t in tags]
             )
-            db.execute(
-                "INSERT INTO jobs (kind, document_id, created_at, updated_at) VALUES ('ingest', ?, ?, ?)",
-                (doc_id, now, now),
-            )
-            row = db.execute("SELECT * FROM documents WHERE id = ?", (doc_id,)).fetchone()
-        return Document(**row), True
+            row = db.execute(f"{SELECT_DOCUMENTS} WHERE d.id = ?", (doc_id,)).fetchone()
+        return Document.of(row), created
 
     def get_document(self, doc_id: str) -> Document | None:
-        row = self._connection().execute("SELECT * FROM documents WHERE id = ?", (doc_id,)).fetchone()
-        return Document(**row) if row else None
+        row = self._connection().execute(f"{SELECT_DOCUMENTS} WHERE d.id = ?", (doc_id,)).fetchone()
+        return Document.of(row) if row else None
 
     def list_documents(self) -> list[Document]:
-        rows = self._connection().execute("SELECT * FROM documents ORDER BY created_at, id").fetchall()
-        return [Document(**row) for row in rows]
+        rows = self._connection().execute(f"{SELECT_DOCUMENTS} ORDER BY d.created_at, d.id").fetchall()
+        return [Document.of(row) for row in rows]
 
     def delete_document(self, doc_id: str) -> bool:
         """Delete a document and its chunks, and queue the removal of their vectors from the index."""
@@ -201,6 +227,12 @@ class Store:
     def chunk_ids(self) -> set[int]:
         return {row[0] for row in self._connection().execute("SELECT id FROM chunks")}
 
+    def chunk_texts(self) -> tuple[np.ndarray, list[str]]:
+        """(ids, searchable texts) of every stored chunk, for the BM25 index."""
+        rows = self._connection().execute("SELECT id, section, text FROM chunks ORDER BY id").fetchall()
+        ids = np.asarray([row[0] for row in rows], dtype=np.int64)
+        return ids, [searchable_text(row[1], row[2]) for row in rows]
+
     def chunk_vectors(self, ids: list[int]) -> tuple[np.ndarray, np.ndarray]:
         """(ids, vectors) for the given chunk ids that still exist."""
         db = self._connection()
@@ -214,6 +246,18 @@ class Store:
         if not vectors:
             return np.empty(0, dtype=np.int64), np.empty((0, 0), dtype=np.float32)
         return np.asarray(found_ids, dtype=np.int64), np.vstack(vectors)
+
+    def filtered_chunk_ids(self, document_ids: Sequence[str] | None, tags: Sequence[str] | None) -> set[int]:
+        """Chunk ids of indexed documents among `document_ids` (when given) carrying any of `tags` (when given)."""
+        query = "SELECT c.id FROM chunks c JOIN documents d ON d.id = c.document_id WHERE d.status = 'indexed'"
+        params: list[str] = []
+        if document_ids is not None:
+            query += f" AND d.id IN ({','.join('?' * len(document_ids))})"
+            params += document_ids
+        if tags is not None:
+            query += f" AND d.id IN (SELECT document_id FROM document_tags WHERE tag IN ({','.join('?' * len(tags))}))"
+            params += tags
+        return {row[0] for row in self._connection().execute(query, params)}
 
     def searchable_chunks(self, ids: list[int]) -> dict[int, Chunk]:
         """The chunks among `ids` whose document is indexed (deleted or re-processing ones drop out)."""

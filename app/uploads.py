@@ -5,21 +5,37 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
+from collections.abc import Sequence
 from pathlib import Path
 
 from app.config import Settings
+from app.errors import InvalidRequest
 from app.filetypes import detect_kind
 from app.store import Document, Store
 
 log = logging.getLogger(__name__)
 
+TAG = re.compile(r"[\w .:-]{1,64}")
 
-def accept_upload(store: Store, settings: Settings, filename: str, content: bytes) -> tuple[Document, bool]:
+
+def parse_tags(raw: str | None) -> list[str]:
+    """'hr, policies,,2026' -> ['hr', 'policies', '2026']; each tag short and plain."""
+    tags = [tag.strip() for tag in (raw or "").split(",") if tag.strip()]
+    for tag in tags:
+        if not TAG.fullmatch(tag):
+            raise InvalidRequest(f"tag {tag!r} is not allowed: use up to 64 letters, digits, spaces or . _ : -")
+    return list(dict.fromkeys(tags))
+
+
+def accept_upload(
+    store: Store, settings: Settings, filename: str, content: bytes, tags: Sequence[str] = ()
+) -> tuple[Document, bool]:
     """Return (document, duplicate). Raises EmptyDocument or UnsupportedDocument; stores nothing then."""
     kind = detect_kind(filename, content)
     sha256 = hashlib.sha256(content).hexdigest()
     _write_once(settings.storage.uploads_dir / sha256, content)
-    doc, created = store.add_document(filename, kind, sha256, len(content))
+    doc, created = store.add_document(filename, kind, sha256, len(content), tags)
     log.info(
         "document %s: %s %s (%s, %d bytes)",
         doc.id,

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 from langchain_text_splitters import MarkdownHeaderTextSplitter, RecursiveCharacterTextSplitter
 
+from app.store import searchable_text
+
 HEADER_LEVELS = [("#" * level, f"h{level}") for level in range(1, 7)]
 SECTION_SEPARATOR = " > "
 
@@ -18,8 +20,7 @@ class TextChunk:
 
     @property
     def text_to_embed(self) -> str:
-        # The heading path carries meaning the paragraph often leaves implicit ("Eligibility" of what?).
-        return f"{self.section}\n{self.text}" if self.section else self.text
+        return searchable_text(self.section, self.text)
 
 
 def chunk_markdown(markdown: str, chunk_size: int, chunk_overlap: int) -> list[TextChunk]:

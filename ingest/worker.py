@@ -14,7 +14,8 @@ import numpy as np
 from app.config import Settings
 from app.embedding import Embedder
 from app.errors import EmptyDocument, RagError
-from app.index import index_ids, latest_generation, new_index, read_generation, write_generation
+from app.index import has_lexical, index_ids, latest_generation, new_index, read_generation, write_generation
+from app.lexical import LexicalIndex
 from app.store import Job, NewChunk, Store
 from ingest.chunking import chunk_markdown
 from ingest.parsing import parse_to_markdown
@@ -34,14 +35,11 @@ class Worker:
     def _load_index(self) -> faiss.IndexIDMap2:
         generation = latest_generation(self.index_dir)
         if generation is not None:
-            index = read_generation(self.index_dir, generation)
+            index = read_generation(self.index_dir, generation).dense
             if index.d == self.embedder.dim:
                 return index
             log.warning(
-                "index generation %d has dimension %d, the model %d: rebuilding",
-                generation,
-                index.d,
-                self.embedder.dim,
+                "index generation %d has dimension %d, the model %d: rebuilding", generation, index.d, self.embedder.dim
             )
         return new_index(self.embedder.dim)
 
@@ -49,7 +47,8 @@ class Worker:
         """Make the index hold exactly the chunks in the store, writing a new generation if it changed."""
         stored, indexed = self.store.chunk_ids(), index_ids(self.index)
         stale, missing = indexed - stored, stored - indexed
-        if not stale and not missing and latest_generation(self.index_dir) is not None:
+        latest = latest_generation(self.index_dir)
+        if not stale and not missing and latest is not None and has_lexical(self.index_dir, latest):
             return
         if stale:
             self.index.remove_ids(np.fromiter(sorted(stale), dtype=np.int64))
@@ -57,7 +56,9 @@ class Worker:
             ids, vectors = self.store.chunk_vectors(sorted(missing))
             if len(ids):
                 self.index.add_with_ids(vectors, ids)
-        write_generation(self.index_dir, self.index, keep=self.settings.ingest.keep_generations)
+        # BM25 has no deletes: rebuilt from the store's texts, it matches the FAISS ids exactly.
+        lexical = LexicalIndex.build(*self.store.chunk_texts())
+        write_generation(self.index_dir, self.index, lexical, keep=self.settings.ingest.keep_generations)
 
     def run(self, stop: threading.Event) -> None:
         log.info("worker started; data in %s", self.settings.storage.data_dir)

@@ -19,6 +19,7 @@ class DocumentOut(BaseModel):
     size_bytes: int
     chunk_count: int
     error: str | None = Field(None, description="Why processing failed, when status is failed")
+    tags: list[str] = Field(default_factory=list, description="Labels given at upload, usable as /ask filters")
     created_at: float = Field(description="Unix time of the upload")
     updated_at: float
     indexed_at: float | None = None
@@ -50,6 +51,8 @@ class DocumentList(BaseModel):
 class AskRequest(BaseModel):
     question: str = Field(min_length=1, examples=["How many days do I have to ask for a refund?"])
     top_k: int | None = Field(None, ge=1, description="How many chunks to retrieve; default from config")
+    document_ids: list[str] | None = Field(None, description="Only search these documents")
+    tags: list[str] | None = Field(None, description="Only search documents carrying at least one of these tags")
 
 
 class Citation(BaseModel):

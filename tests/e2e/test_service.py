@@ -151,6 +151,20 @@ def test_bad_file_in_a_batch_does_not_fail_the_good_one(client: httpx.Client) ->
     assert wait_for_status(client, good["id"], {"indexed", "failed"})["status"] == "indexed"
 
 
+def test_ask_can_be_restricted_to_documents_and_tags(client: httpx.Client, documents: dict[str, str]) -> None:
+    memo = b"# Board Memo\n\n## Budget\n\nThe marketing budget for next year is 2 million euros.\n"
+    response = client.post("/documents", files={"files": ("memo.md", memo)}, data={"tags": "board, finance"})
+    (uploaded,) = response.json()["documents"]
+    indexed = wait_for_status(client, uploaded["id"], {"indexed", "failed"})
+    assert indexed["tags"] == ["board", "finance"]
+    body = ask(client, "What is the marketing budget?", tags=["finance"])
+    assert {c["document_id"] for c in body["citations"]} == {uploaded["id"]}
+    body = ask(client, "What is the marketing budget?", document_ids=[documents["security_policy.md"]])
+    assert uploaded["id"] not in {c["document_id"] for c in body["citations"]}
+    bad = client.post("/documents", files={"files": ("x.md", b"# X\n\ny\n")}, data={"tags": "no/slashes"})
+    assert bad.status_code == 422 and "tag" in bad.json()["detail"]
+
+
 def test_corrupt_file_fails_with_an_error_while_others_index(client: httpx.Client, documents: dict[str, str]) -> None:
     response = client.post("/documents", files={"files": ("broken.docx", corrupt_docx())})
     assert response.status_code == 202

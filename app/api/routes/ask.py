@@ -7,6 +7,7 @@ from fastapi import APIRouter
 from app.api.deps import AnswererDep, SettingsDep
 from app.api.schemas import AskRequest, AskResponse, Citation, ErrorResponse
 from app.errors import InvalidRequest
+from app.retrieval import Filters
 
 router = APIRouter(tags=["ask"])
 
@@ -27,7 +28,8 @@ def ask(request: AskRequest, answerer: AnswererDep, settings: SettingsDep) -> As
     top_k = request.top_k or settings.retrieval.top_k
     if top_k > max_top_k:
         raise InvalidRequest(f"top_k must be at most {max_top_k}")
-    answer = answerer.answer(question, top_k)
+    filters = Filters(document_ids=request.document_ids, tags=request.tags)
+    answer = answerer.answer(question, top_k, filters)
     citations = [
         Citation(
             document_id=found.chunk.document_id,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response, UploadFile
+from typing import Annotated
+
+from fastapi import APIRouter, Form, Response, UploadFile
 from fastapi.responses import JSONResponse
 
 from app.api.deps import SettingsDep, StoreDep
@@ -10,7 +12,7 @@ from app.api.schemas import DocumentList, DocumentOut, ErrorResponse, UploadedFi
 from app.config import Settings
 from app.errors import DocumentNotFound, DocumentTooLarge, InvalidRequest, RagError
 from app.store import Store
-from app.uploads import accept_upload
+from app.uploads import accept_upload, parse_tags
 
 router = APIRouter(prefix="/documents", tags=["documents"])
 
@@ -22,13 +24,19 @@ router = APIRouter(prefix="/documents", tags=["documents"])
     responses={413: {"model": ErrorResponse}, 415: {"model": ErrorResponse}, 422: {"model": ErrorResponse}},
     summary="Upload one or more documents (multipart field `files`)",
 )
-def upload_documents(files: list[UploadFile], store: StoreDep, settings: SettingsDep) -> UploadResponse | JSONResponse:
+def upload_documents(
+    files: list[UploadFile],
+    store: StoreDep,
+    settings: SettingsDep,
+    tags: Annotated[str | None, Form(description="Comma-separated tags for every file, e.g. `hr,2026`")] = None,
+) -> UploadResponse | JSONResponse:
     """Each file is accepted or rejected on its own. 202 when at least one file is accepted (rejected
     ones carry `status: "rejected"`, `error` and `error_status`); when none is, the answer takes the
     status of the first rejection (413 too large, 415 unsupported type, 422 empty)."""
     if len(files) > settings.server.max_files_per_request:
         raise InvalidRequest(f"at most {settings.server.max_files_per_request} files per request")
-    results = [_upload_one(upload, store, settings) for upload in files]
+    tag_list = parse_tags(tags)
+    results = [_upload_one(upload, store, settings, tag_list) for upload in files]
     if all(result.status == "rejected" for result in results):
         first = results[0]
         body = {"detail": first.error, "documents": [r.model_dump() for r in results]}
@@ -36,14 +44,14 @@ def upload_documents(files: list[UploadFile], store: StoreDep, settings: Setting
     return UploadResponse(documents=results)
 
 
-def _upload_one(upload: UploadFile, store: Store, settings: Settings) -> UploadedFile:
+def _upload_one(upload: UploadFile, store: Store, settings: Settings, tags: list[str]) -> UploadedFile:
     filename = upload.filename or "unnamed"
     max_bytes = settings.server.max_file_bytes
     try:
         content = upload.file.read(max_bytes + 1)
         if len(content) > max_bytes:
             raise DocumentTooLarge(f"{filename} is larger than the {max_bytes}-byte limit")
-        doc, duplicate = accept_upload(store, settings, filename, content)
+        doc, duplicate = accept_upload(store, settings, filename, content, tags)
     except RagError as exc:
         return UploadedFile(filename=filename, status="rejected", error=str(exc), error_status=exc.status_code)
     return UploadedFile(id=doc.id, filename=doc.filename, status=doc.status, duplicate=duplicate)

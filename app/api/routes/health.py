@@ -24,10 +24,11 @@ def health() -> Health:
 )
 def ready(service: ServiceDep) -> Readiness | JSONResponse:
     answerer = service.answerer
+    snapshot = service.index.current()
     readiness = Readiness(
         ready=answerer is not None,
-        index_generation=service.index.generation if service.index.refresh() is not None else None,
-        indexed_chunks=service.index.size,
+        index_generation=snapshot.generation if snapshot else None,
+        indexed_chunks=snapshot.size if snapshot else 0,
         generator=answerer.generator.model_name if answerer else None,
         error=service.load_error,
     )

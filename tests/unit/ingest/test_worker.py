@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import shutil
 import time
 from pathlib import Path
 
@@ -48,7 +49,9 @@ def test_documents_are_indexed_and_searchable(settings: Settings, embedder: Embe
     drain(worker)
     assert store.get_document(refunds).status == "indexed"
     assert store.get_document(refunds).chunk_count == 1
-    hits = LiveIndex(settings.storage.index_dir).search(embedder.embed(["how long to get a refund"])[0], 3)
+    snapshot = LiveIndex(settings.storage.index_dir).current()
+    hits = snapshot.dense_search(embedder.embed(["how long to get a refund"])[0], 3)
+    assert snapshot.lexical_search("refund", 3)[0].chunk_id == hits[0].chunk_id
     best = store.searchable_chunks([hits[0].chunk_id])[hits[0].chunk_id]
     assert (best.document_id, best.section) == (refunds, "Refund Policy > Eligibility")
 
@@ -71,9 +74,10 @@ def test_deleting_removes_the_vectors_from_the_next_generation(settings: Setting
     drain(worker)
     store.delete_document(refunds)
     drain(worker)
-    live = LiveIndex(settings.storage.index_dir)
-    assert index_ids(live.refresh()) == store.chunk_ids()
-    assert live.size == 2
+    snapshot = LiveIndex(settings.storage.index_dir).current()
+    assert index_ids(snapshot.dense) == store.chunk_ids()
+    assert set(snapshot.lexical.ids.tolist()) == store.chunk_ids()
+    assert snapshot.lexical_search("refunds", 5) == []
 
 
 def test_a_restarted_worker_reuses_the_index_and_rebuilds_a_lost_one(settings: Settings, embedder: Embedder) -> None:
@@ -83,10 +87,9 @@ def test_a_restarted_worker_reuses_the_index_and_rebuilds_a_lost_one(settings: S
     generation = latest_generation(settings.storage.index_dir)
     Worker(settings, store, embedder)
     assert latest_generation(settings.storage.index_dir) == generation  # nothing changed, nothing written
-    for path in settings.storage.index_dir.iterdir():
-        path.unlink()
+    shutil.rmtree(settings.storage.index_dir)
     Worker(settings, store, embedder)
-    assert index_ids(LiveIndex(settings.storage.index_dir).refresh()) == store.chunk_ids() != set()
+    assert index_ids(LiveIndex(settings.storage.index_dir).current().dense) == store.chunk_ids() != set()
 
 
 def test_a_job_interrupted_after_storing_chunks_is_redone_cleanly(settings: Settings, embedder: Embedder) -> None:
@@ -101,7 +104,7 @@ def test_a_job_interrupted_after_storing_chunks_is_redone_cleanly(settings: Sett
     assert store.get_document(doc).status == "indexed"
     texts = [c.text for c in store.searchable_chunks(sorted(store.chunk_ids())).values()]
     assert texts == ["Refunds are accepted within 30 days of purchase."]
-    assert index_ids(LiveIndex(settings.storage.index_dir).refresh()) == store.chunk_ids()
+    assert index_ids(LiveIndex(settings.storage.index_dir).current().dense) == store.chunk_ids()
 
 
 def test_queued_documents_are_indexed_together_with_one_index_write(settings: Settings, embedder: Embedder) -> None:
