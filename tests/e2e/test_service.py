@@ -23,7 +23,7 @@ QUESTIONS = [
      "Refund Policy > Eligibility", "30"),
     ("What is the most a hotel room may cost per night?", "travel_policy.html", "Travel Policy > Hotels", "180"),
     ("How long must passwords be?", "security_policy.md", "Security Policy > Passwords", "14"),
-    ("How many days of paid vacation does an employee get per year?", "holiday_policy.txt", "", "25"),
+    ("How many days of paid vacation does an employee get per year?", "holiday_policy.txt", "Holiday Policy", "25"),
     ("How much is the daily meal allowance on business trips?", "expense_policy.pdf", "Page 1", "40"),
 ]  # fmt: skip
 

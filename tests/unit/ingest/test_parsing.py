@@ -202,11 +202,26 @@ def test_markdown_comes_back_unchanged(upload) -> None:
     assert parse(upload, SECURITY_POLICY_MD, "md") == SECURITY_POLICY_MD.decode()
 
 
-def test_text_keeps_its_paragraphs_and_gains_no_headers(upload) -> None:
+def test_text_keeps_its_paragraphs_and_its_title_becomes_a_header(upload) -> None:
     markdown = parse(upload, HOLIDAY_POLICY_TXT + b"\n# of days: 25\n", "txt")
-    assert markdown.startswith("Holiday Policy\n\nEvery employee receives 25 days of paid vacation")
+    assert markdown.startswith("# Holiday Policy\n\nEvery employee receives 25 days of paid vacation")
     assert "carried over until the end of March" in markdown
     assert "\\# of days: 25" in markdown
+
+
+def test_heading_lines_of_plain_text_become_nested_headers(upload) -> None:
+    text = (
+        b"Review Policy\n\nVersion 3 | owner: HR\n\n1. Purpose\n\nWhy we review.\n\n"
+        b"2. The Cycle\n\n2.1 Goal Setting\n\nGoals are set in Compass.\n\n"
+        b"Ratings are given in December\n\n1 - Below\n2 - Meets\n\nContacts And Help\n\nAsk HR.\n"
+    )
+    assert [line for line in lines_of(parse(upload, text, "txt")) if line.startswith("#")] == [
+        "# Review Policy",
+        "## 1. Purpose",
+        "## 2. The Cycle",
+        "### 2.1 Goal Setting",
+        "## Contacts And Help",
+    ]
 
 
 def test_pdf_with_pypdf_gives_one_section_per_page_with_text(upload) -> None:
