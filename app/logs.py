@@ -19,3 +19,5 @@ def configure_logging(level: int = logging.INFO) -> None:
     handler.addFilter(_RequestIdFilter())
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"))
     logging.basicConfig(level=level, handlers=[handler], force=True)
+    # bm25s sets its own logger to DEBUG and logs every index build.
+    logging.getLogger("bm25s").setLevel(logging.WARNING)
