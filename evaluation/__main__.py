@@ -51,7 +51,10 @@ def main() -> None:
     args = parser.parse_args()
     configure_logging(logging.WARNING)
 
-    eval_set = load_eval_set(args.data, limit=args.limit)
+    try:
+        eval_set = load_eval_set(args.data, limit=args.limit)
+    except ValueError as exc:
+        parser.error(str(exc))
     modes = MODES if args.mode == "all" else [args.mode]
     with tempfile.TemporaryDirectory(prefix="docqa-eval-") as data_dir:
         results = run_eval(eval_set, Path(data_dir), modes, args.retrieval_only)
