@@ -57,7 +57,6 @@ CREATE TABLE IF NOT EXISTS jobs (
 CREATE INDEX IF NOT EXISTS jobs_status ON jobs(status, id);
 """
 
-DOCUMENT_STATUSES = ("queued", "processing", "indexed", "failed")
 # Tags joined with the unit separator, which no tag contains.
 SELECT_DOCUMENTS = (
     "SELECT d.*, (SELECT group_concat(t.tag, char(31)) FROM document_tags t WHERE t.document_id = d.id) AS tags"
