@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import re
+import threading
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 from app.config import RetrievalSettings
+from app.errors import InvalidRequest
 from app.generation import Generator
 from app.prompt import PromptTemplate, build_prompt
 from app.retrieval import Filters, RetrievedChunk, Retriever
@@ -14,6 +17,8 @@ from app.retrieval import Filters, RetrievedChunk, Retriever
 NO_ANSWER = "The documents do not contain the answer."
 # Small models paraphrase the refusal they were asked for ("The document does not contain the answer to...").
 REFUSAL = re.compile(r"\b(do|does) not contain the answer\b", re.IGNORECASE)
+# How many earlier questions of a conversation make a follow-up standalone (see standalone_question).
+FOLLOW_UP_TURNS = 2
 
 
 @dataclass(frozen=True)
@@ -37,6 +42,24 @@ def is_refusal(text: str) -> bool:
     return bool(REFUSAL.search(text))
 
 
+def clean_question(question: str, max_chars: int) -> str:
+    question = question.strip()
+    if not question:
+        raise InvalidRequest("the question is empty")
+    if len(question) > max_chars:
+        raise InvalidRequest(f"the question is longer than {max_chars} characters")
+    return question
+
+
+def standalone_question(question: str, earlier_questions: Sequence[str]) -> str:
+    """A follow-up ("And for gift cards?") made searchable: the last earlier questions, then this one.
+
+    Deliberately simple and deterministic (no model rewrites it): the earlier questions lend the
+    follow-up their topic words, at the cost of some noise when the topic changes."""
+    recent = [q.strip() for q in earlier_questions if q.strip()][-FOLLOW_UP_TURNS:]
+    return " ".join([*recent, question.strip()])
+
+
 @dataclass(frozen=True)
 class Answerer:
     """Everything answering needs, built once at start-up."""
@@ -47,15 +70,32 @@ class Answerer:
     settings: RetrievalSettings
 
     def answer(self, question: str, top_k: int, filters: Filters | None = None) -> Answer:
+        *_, answer = self.stream(question, top_k, filters)
+        return answer
+
+    def stream(
+        self, question: str, top_k: int, filters: Filters | None = None, stop: threading.Event | None = None
+    ) -> Iterator[str | Answer]:
+        """Yield the answer's text in pieces as they are generated, then the finished Answer, last.
+
+        The pieces join to the generated text; the Answer says NO_ANSWER instead when the generator
+        refused. Setting `stop` ends the generation early (a client went away)."""
         retrieval = self.retriever.search(question, top_k, filters)
         timings = retrieval.timings_ms
         context = select_context(retrieval.chunks, self.settings)
         if not context:
             # Nothing relevant: say so without spending a generation on it.
-            return Answer(NO_ANSWER, [], timings)
+            yield NO_ANSWER
+            yield Answer(NO_ANSWER, [], timings)
+            return
         started = time.perf_counter()
-        text = self.generator.generate(build_prompt(self.template, question, context))
+        pieces = []
+        for piece in self.generator.stream(build_prompt(self.template, question, context), stop):
+            pieces.append(piece)
+            yield piece
         timings["generate"] = round((time.perf_counter() - started) * 1000, 2)
+        text = "".join(pieces)
         if is_refusal(text):
-            return Answer(NO_ANSWER, [], timings)
-        return Answer(text, context, timings)
+            yield Answer(NO_ANSWER, [], timings)
+        else:
+            yield Answer(text, context, timings)

@@ -9,6 +9,7 @@ import shutil
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
 
@@ -19,6 +20,9 @@ from transformers import (
     GenerationConfig,
     PreTrainedModel,
     PreTrainedTokenizerBase,
+    StoppingCriteria,
+    StoppingCriteriaList,
+    TextIteratorStreamer,
 )
 
 from app.config import GeneratorSettings
@@ -34,6 +38,10 @@ class Generator(Protocol):
 
     def generate(self, messages: list[Message]) -> str:
         """Run chat messages through the chat template; return only the new text, stripped."""
+        ...
+
+    def stream(self, messages: list[Message], stop: threading.Event | None = None) -> Iterator[str]:
+        """The same text as `generate`, in pieces as they are generated; setting `stop` ends it early."""
         ...
 
 
@@ -63,17 +71,69 @@ class TransformersGenerator:
         log.info("generator %s loaded on %s (%s) in %.1fs", self.model_name, self.device, dtype, elapsed)
 
     def generate(self, messages: list[Message]) -> str:
+        return "".join(self.stream(messages))
+
+    def stream(self, messages: list[Message], stop: threading.Event | None = None) -> Iterator[str]:
         inputs = self.tokenizer.apply_chat_template(
             messages,
             add_generation_prompt=True,
             return_tensors="pt",
             return_dict=True,
         ).to(self.device)
-        prompt_tokens = inputs["input_ids"].shape[1]
-        # One generation at a time: the API calls this from a thread pool and the model is shared.
-        with self._lock, torch.inference_mode():
-            output = self.model.generate(**inputs, generation_config=self.generation_config)
-        return self.tokenizer.decode(output[0, prompt_tokens:], skip_special_tokens=True).strip()
+        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        # Set when the consumer stops early (closes this iterator); `stop` is the caller's own signal.
+        halt = threading.Event()
+        failure: list[Exception] = []
+
+        def run() -> None:
+            try:
+                with torch.inference_mode():
+                    self.model.generate(
+                        **inputs,
+                        generation_config=self.generation_config,
+                        streamer=streamer,
+                        stopping_criteria=StoppingCriteriaList([_EventSet(halt, stop)]),
+                    )
+            except Exception as exc:  # re-raised in the consumer's thread, which would otherwise wait forever
+                failure.append(exc)
+                streamer.end()
+
+        # One generation at a time, held until the last piece: the API streams from a thread pool and
+        # the model is shared.
+        with self._lock:
+            worker = threading.Thread(target=run, name="generate", daemon=True)
+            worker.start()
+            try:
+                yield from _stripped(streamer)
+            finally:
+                halt.set()
+                worker.join()
+        if failure:
+            raise failure[0]
+
+
+class _EventSet(StoppingCriteria):
+    """Stops generation after the current token once any of the events is set."""
+
+    def __init__(self, *events: threading.Event | None) -> None:
+        self.events = [event for event in events if event is not None]
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs: object) -> torch.BoolTensor:
+        stopped = any(event.is_set() for event in self.events)
+        return torch.full((input_ids.shape[0],), stopped, dtype=torch.bool, device=input_ids.device)
+
+
+def _stripped(pieces: Iterator[str]) -> Iterator[str]:
+    """The pieces without leading and trailing whitespace overall, so that they join to the stripped text."""
+    held = ""  # whitespace that is only yielded once more text follows it
+    started = False
+    for piece in pieces:
+        text = held + piece if started else piece.lstrip()
+        body = text.rstrip()
+        held = text[len(body) :]
+        if body:
+            started = True
+            yield body
 
 
 def packaged_cache(model: str, cache_dir: Path) -> Path:

@@ -10,8 +10,9 @@ from fastapi import FastAPI, Request, Response
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
 
-from app.api.routes import ask, documents, health
+from app.api.routes import ask, documents, health, openai, pages
 from app.config import Settings
 from app.errors import RagError
 from app.logs import request_id
@@ -36,6 +37,9 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(documents.router)
     app.include_router(ask.router)
     app.include_router(health.router)
+    app.include_router(openai.router)
+    app.include_router(pages.router)
+    app.mount("/static", StaticFiles(directory=pages.STATIC_DIR), name="static")
 
     @app.exception_handler(RagError)
     async def rag_error(request: Request, exc: RagError) -> JSONResponse:

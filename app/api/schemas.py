@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from app.retrieval import RetrievedChunk
 from app.store import Document
 
 DocumentStatus = Literal["queued", "processing", "indexed", "failed"]
@@ -53,6 +54,11 @@ class AskRequest(BaseModel):
     top_k: int | None = Field(None, ge=1, description="How many chunks to retrieve; default from config")
     document_ids: list[str] | None = Field(None, description="Only search these documents")
     tags: list[str] | None = Field(None, description="Only search documents carrying at least one of these tags")
+    stream: bool = Field(
+        False,
+        description="Answer as Server-Sent Events: `token` events with the text as it is generated, then `done` "
+        "with the whole answer (or `error`)",
+    )
 
 
 class Citation(BaseModel):
@@ -61,6 +67,17 @@ class Citation(BaseModel):
     section: str = Field(description='Heading path of the chunk, e.g. "Refund Policy > Eligibility"')
     text: str
     score: float = Field(description="Cosine similarity of question and chunk")
+
+    @classmethod
+    def of(cls, found: RetrievedChunk) -> Citation:
+        chunk = found.chunk
+        return cls(
+            document_id=chunk.document_id,
+            filename=chunk.filename,
+            section=chunk.section,
+            text=chunk.text,
+            score=round(found.score, 4),
+        )
 
 
 class AskResponse(BaseModel):

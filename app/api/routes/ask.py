@@ -1,43 +1,67 @@
-"""Ask a question; get a grounded answer with its sources."""
+"""Ask a question; get a grounded answer with its sources, whole or streamed as Server-Sent Events."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import logging
+from collections.abc import AsyncIterator
 
+from fastapi import APIRouter, Request
+from fastapi.responses import StreamingResponse
+
+from app.answering import Answer, Answerer, clean_question
 from app.api.deps import AnswererDep, SettingsDep
 from app.api.schemas import AskRequest, AskResponse, Citation, ErrorResponse
-from app.errors import InvalidRequest
+from app.api.sse import sse_event, sse_response, stream_in_thread
+from app.errors import InvalidRequest, RagError
 from app.retrieval import Filters
 
+log = logging.getLogger(__name__)
 router = APIRouter(tags=["ask"])
+
+STREAM_DESCRIPTION = """With `"stream": true`: `text/event-stream`, one `event: token` per generated piece
+(`data: {"text": ...}`), then `event: done` with the same object as the JSON answer, or `event: error`
+(`data: {"detail": ...}`) when answering fails after the stream started."""
 
 
 @router.post(
     "/ask",
     response_model=AskResponse,
-    responses={422: {"model": ErrorResponse}, 503: {"model": ErrorResponse}},
+    responses={
+        200: {"content": {"text/event-stream": {}}, "description": STREAM_DESCRIPTION},
+        422: {"model": ErrorResponse},
+        503: {"model": ErrorResponse},
+    },
     summary="Answer a question from the indexed documents, with citations",
 )
-def ask(request: AskRequest, answerer: AnswererDep, settings: SettingsDep) -> AskResponse:
-    question = request.question.strip()
-    max_chars, max_top_k = settings.server.max_question_chars, settings.retrieval.max_top_k
-    if not question:
-        raise InvalidRequest("the question is empty")
-    if len(question) > max_chars:
-        raise InvalidRequest(f"the question is longer than {max_chars} characters")
+def ask(
+    request: AskRequest, http_request: Request, answerer: AnswererDep, settings: SettingsDep
+) -> AskResponse | StreamingResponse:
+    question = clean_question(request.question, settings.server.max_question_chars)
     top_k = request.top_k or settings.retrieval.top_k
-    if top_k > max_top_k:
-        raise InvalidRequest(f"top_k must be at most {max_top_k}")
+    if top_k > settings.retrieval.max_top_k:
+        raise InvalidRequest(f"top_k must be at most {settings.retrieval.max_top_k}")
     filters = Filters(document_ids=request.document_ids, tags=request.tags)
-    answer = answerer.answer(question, top_k, filters)
-    citations = [
-        Citation(
-            document_id=found.chunk.document_id,
-            filename=found.chunk.filename,
-            section=found.chunk.section,
-            text=found.chunk.text,
-            score=round(found.score, 4),
-        )
-        for found in answer.citations
-    ]
+    if request.stream:
+        return sse_response(_events(http_request, answerer, question, top_k, filters))
+    return _response(answerer.answer(question, top_k, filters))
+
+
+def _response(answer: Answer) -> AskResponse:
+    citations = [Citation.of(found) for found in answer.citations]
     return AskResponse(answer=answer.text, citations=citations, timings_ms=answer.timings_ms)
+
+
+async def _events(
+    http_request: Request, answerer: Answerer, question: str, top_k: int, filters: Filters
+) -> AsyncIterator[str]:
+    try:
+        async for item in stream_in_thread(http_request, lambda stop: answerer.stream(question, top_k, filters, stop)):
+            if isinstance(item, Answer):
+                yield sse_event(_response(item).model_dump(), "done")
+            else:
+                yield sse_event({"text": item}, "token")
+    except RagError as exc:
+        yield sse_event({"detail": str(exc)}, "error")
+    except Exception:
+        log.exception("answering failed after the stream started")
+        yield sse_event({"detail": "answering failed; see the server log"}, "error")

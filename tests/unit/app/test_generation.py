@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pytest
@@ -47,6 +48,29 @@ def test_a_grounded_question_is_answered_from_the_context(base_answer: str) -> N
     assert REFUND_POLICY not in base_answer and "Question:" not in base_answer  # not an echo of the prompt
     assert "<|im_end|>" not in base_answer and "assistant" not in base_answer
     assert base_answer == base_answer.strip()
+
+
+def test_streamed_pieces_join_to_the_generated_answer(generator: Generator, base_answer: str) -> None:
+    pieces = list(generator.stream(REFUND_PROMPT))
+    assert len(pieces) > 3
+    assert "".join(pieces) == base_answer
+
+
+def test_setting_the_stop_event_ends_the_stream_early(generator: Generator, base_answer: str) -> None:
+    stop = threading.Event()
+    pieces = []
+    for piece in generator.stream(REFUND_PROMPT, stop):
+        pieces.append(piece)
+        stop.set()
+    assert 1 <= len(pieces) < len(list(generator.stream(REFUND_PROMPT)))
+    assert base_answer.startswith("".join(pieces))
+
+
+def test_an_abandoned_stream_frees_the_generator(generator: Generator, base_answer: str) -> None:
+    pieces = generator.stream(REFUND_PROMPT)
+    next(pieces)
+    pieces.close()  # what a disconnected client's request does; the lock must not stay held
+    assert generator.generate(REFUND_PROMPT) == base_answer
 
 
 def test_the_packaged_model_is_cached_as_safetensors_and_loaded_from_there(

@@ -1,0 +1,188 @@
+"""An OpenAI-compatible face for the same answering path: GET /v1/models and POST /v1/chat/completions."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Any, Literal
+
+from fastapi import APIRouter, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.routing import APIRoute
+from pydantic import BaseModel, ConfigDict, Field
+
+from app.answering import Answer, Answerer, clean_question, standalone_question
+from app.api.deps import AnswererDep, SettingsDep
+from app.api.schemas import Citation
+from app.api.sse import sse_event, sse_response, stream_in_thread
+from app.errors import InvalidRequest, RagError
+
+log = logging.getLogger(__name__)
+
+MODEL_ID = "docqa"
+STARTED = int(time.time())
+
+
+class OpenAIErrors(APIRoute):
+    """Errors of these routes in OpenAI's shape, `{"error": {"message", "type", "code"}}`, which its
+    clients turn into readable exceptions."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def with_openai_errors(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except RequestValidationError as exc:
+                problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+                return _error(422, problems)
+            except RagError as exc:
+                return _error(exc.status_code, str(exc))
+
+        return with_openai_errors
+
+
+router = APIRouter(prefix="/v1", tags=["openai"], route_class=OpenAIErrors)
+
+
+class ModelCard(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    created: int
+    owned_by: str
+    generator: str = Field(description="The configured generator model behind this id")
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelCard]
+
+
+class ContentPart(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    type: str
+    text: str | None = None
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    role: str
+    content: str | list[ContentPart] | None = None
+
+    @property
+    def text(self) -> str:
+        if isinstance(self.content, list):
+            return " ".join(part.text for part in self.content if part.type == "text" and part.text)
+        return self.content or ""
+
+
+class ChatRequest(BaseModel):
+    # OpenAI's other parameters (temperature, max_tokens, n, ...) are accepted and ignored.
+    model_config = ConfigDict(extra="ignore")
+    model: str = Field(MODEL_ID, description="Any name is accepted; there is one model")
+    messages: list[ChatMessage] = Field(min_length=1)
+    stream: bool = False
+
+
+class AssistantMessage(BaseModel):
+    role: Literal["assistant"] = "assistant"
+    content: str
+
+
+class Choice(BaseModel):
+    index: int = 0
+    message: AssistantMessage
+    finish_reason: Literal["stop"] = "stop"
+
+
+class ChatCompletion(BaseModel):
+    id: str
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int
+    model: str
+    choices: list[Choice]
+    citations: list[Citation] = Field(description="Not in OpenAI's API: the sources, as in POST /ask")
+
+
+@router.get("/models", response_model=ModelList, summary="The one model: the configured generator over your documents")
+def list_models(settings: SettingsDep) -> ModelList:
+    card = ModelCard(id=MODEL_ID, created=STARTED, owned_by="docqa", generator=settings.generator.model)
+    return ModelList(data=[card])
+
+
+@router.post(
+    "/chat/completions",
+    response_model=ChatCompletion,
+    responses={200: {"content": {"text/event-stream": {}}, "description": "With `stream: true`: OpenAI's chunks"}},
+    summary="OpenAI-compatible chat completion, answered from the indexed documents",
+)
+def chat_completions(
+    request: ChatRequest, http_request: Request, answerer: AnswererDep, settings: SettingsDep
+) -> ChatCompletion | StreamingResponse:
+    """The last message is the question (it must be the user's); earlier user messages make a
+    follow-up standalone: the last two are put before it, for retrieval and for the generator.
+    System and assistant messages are not used (the grounded prompt is the service's own).
+
+    Sources come twice: a "Sources:" block appended to the answer text (`[1] filename — section`),
+    readable in any chat client, and the structured `citations` (as in POST /ask) as an extra
+    top-level field of the response, or of the last chunk when streaming."""
+    *earlier, last = request.messages
+    if last.role != "user":
+        raise InvalidRequest("the last message must be the user's question")
+    question = clean_question(last.text, settings.server.max_question_chars)
+    question = standalone_question(question, [m.text for m in earlier if m.role == "user"])
+    top_k = settings.retrieval.top_k
+    completion_id, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
+    if request.stream:
+        return sse_response(_chunks(http_request, answerer, question, top_k, completion_id, created))
+    answer = answerer.answer(question, top_k)
+    return ChatCompletion(
+        id=completion_id,
+        created=created,
+        model=MODEL_ID,
+        choices=[Choice(message=AssistantMessage(content=answer.text + sources_block(answer)))],
+        citations=[Citation.of(found) for found in answer.citations],
+    )
+
+
+def sources_block(answer: Answer) -> str:
+    lines = [
+        f"[{n}] {found.chunk.filename}" + (f" — {found.chunk.section}" if found.chunk.section else "")
+        for n, found in enumerate(answer.citations, start=1)
+    ]
+    return "\n\nSources:\n" + "\n".join(lines) if lines else ""
+
+
+async def _chunks(
+    http_request: Request, answerer: Answerer, question: str, top_k: int, completion_id: str, created: int
+) -> AsyncIterator[str]:
+    def chunk(delta: dict[str, str], finish_reason: str | None = None, **extra: object) -> str:
+        choice = {"index": 0, "delta": delta, "finish_reason": finish_reason}
+        head = {"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": MODEL_ID}
+        return sse_event({**head, "choices": [choice], **extra})
+
+    yield chunk({"role": "assistant", "content": ""})
+    try:
+        async for item in stream_in_thread(http_request, lambda stop: answerer.stream(question, top_k, None, stop)):
+            if not isinstance(item, Answer):
+                yield chunk({"content": item})
+                continue
+            if item.citations:
+                yield chunk({"content": sources_block(item)})
+            citations = [Citation.of(found).model_dump() for found in item.citations]
+            yield chunk({}, "stop", citations=citations)
+    except RagError as exc:
+        yield sse_event({"error": {"message": str(exc), "type": "server_error", "code": None}})
+    except Exception:
+        log.exception("answering failed after the stream started")
+        message = "answering failed; see the server log"
+        yield sse_event({"error": {"message": message, "type": "server_error", "code": None}})
+    yield sse_event("[DONE]")
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    kind = "invalid_request_error" if status < 500 else "server_error"
+    return JSONResponse(status_code=status, content={"error": {"message": message, "type": kind, "code": None}})
