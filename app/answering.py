@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from app.config import RetrievalSettings
 from app.errors import InvalidRequest
-from app.generation import Generator
+from app.generation import Generator, check_adapter
 from app.prompt import PromptTemplate, build_prompt
 from app.retrieval import Filters, RetrievedChunk, Retriever
 
@@ -69,17 +69,28 @@ class Answerer:
     template: PromptTemplate
     settings: RetrievalSettings
 
-    def answer(self, question: str, top_k: int, filters: Filters | None = None) -> Answer:
-        *_, answer = self.stream(question, top_k, filters)
+    def answer(self, question: str, top_k: int, filters: Filters | None = None, adapter: str | None = None) -> Answer:
+        *_, answer = self.stream(question, top_k, filters, adapter=adapter)
         return answer
 
+    def check_adapter(self, adapter: str | None) -> None:
+        """AdapterNotFound for a name the generator does not hold: call it before a stream starts."""
+        check_adapter(adapter, self.generator.adapters)
+
     def stream(
-        self, question: str, top_k: int, filters: Filters | None = None, stop: threading.Event | None = None
+        self,
+        question: str,
+        top_k: int,
+        filters: Filters | None = None,
+        stop: threading.Event | None = None,
+        adapter: str | None = None,
     ) -> Iterator[str | Answer]:
         """Yield the answer's text in pieces as they are generated, then the finished Answer, last.
 
         The pieces join to the generated text; the Answer says NO_ANSWER instead when the generator
-        refused. Setting `stop` ends the generation early (a client went away)."""
+        refused. Setting `stop` ends the generation early (a client went away). `adapter` names one of
+        the generator's adapters; None is its default."""
+        self.check_adapter(adapter)
         retrieval = self.retriever.search(question, top_k, filters)
         timings = retrieval.timings_ms
         context = select_context(retrieval.chunks, self.settings)
@@ -90,7 +101,7 @@ class Answerer:
             return
         started = time.perf_counter()
         pieces = []
-        for piece in self.generator.stream(build_prompt(self.template, question, context), stop):
+        for piece in self.generator.stream(build_prompt(self.template, question, context), stop, adapter):
             pieces.append(piece)
             yield piece
         timings["generate"] = round((time.perf_counter() - started) * 1000, 2)

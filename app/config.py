@@ -80,7 +80,21 @@ class GeneratorSettings(BaseModel):
     top_p: float = Field(1.0, gt=0, le=1)
     top_k: int = Field(0, ge=0)
     prompt_template: Path = Path("configs/prompt.txt")
+    adapters: dict[str, Path] = Field(default_factory=dict)
+    default_adapter: str | None = None
     adapter_path: Path | None = None
+
+    def adapter_folders(self) -> dict[str, Path]:
+        """Every adapter by name; the older single `adapter_path` counts as one named after its folder."""
+        if self.adapter_path is None:
+            return dict(self.adapters)
+        return {self.adapter_path.name: self.adapter_path, **self.adapters}
+
+    def default_adapter_name(self) -> str | None:
+        """The adapter a request that names none is answered with; None is the base model."""
+        if self.default_adapter is None and self.adapter_path is not None:
+            return self.adapter_path.name
+        return self.default_adapter
 
 
 class Settings(BaseSettings):

@@ -13,6 +13,12 @@ class DocumentNotFound(RagError):
     status_code = 404
 
 
+class AdapterNotFound(RagError):
+    """A request named an adapter the generator does not hold (GET /adapters lists them)."""
+
+    status_code = 404
+
+
 class DocumentTooLarge(RagError):
     status_code = 413
 

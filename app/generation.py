@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import re
 import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -26,23 +29,54 @@ from transformers import (
 )
 
 from app.config import GeneratorSettings
-from app.errors import ModelUnavailable
+from app.errors import AdapterNotFound, ModelUnavailable
 from app.packaged import PACKAGED_MODELS, PREFIX, is_packaged, resolve_packaged
 from app.prompt import Message
 
 log = logging.getLogger(__name__)
 
+# Written by fine-tuning beside adapter_config.json (base model, data hash, parameters, metrics).
+ADAPTER_CARD = "adapter_card.json"
+
 
 class Generator(Protocol):
     model_name: str
+    adapters: Sequence[str]  # the names a request may pass as `adapter`
 
-    def generate(self, messages: list[Message]) -> str:
-        """Run chat messages through the chat template; return only the new text, stripped."""
+    def generate(self, messages: list[Message], adapter: str | None = None) -> str:
+        """Run chat messages through the chat template; return only the new text, stripped.
+
+        `adapter` names one of `adapters`; None is the configured default (the base model if none)."""
         ...
 
-    def stream(self, messages: list[Message], stop: threading.Event | None = None) -> Iterator[str]:
+    def stream(
+        self, messages: list[Message], stop: threading.Event | None = None, adapter: str | None = None
+    ) -> Iterator[str]:
         """The same text as `generate`, in pieces as they are generated; setting `stop` ends it early."""
         ...
+
+
+def check_adapter(name: str | None, known: Sequence[str]) -> None:
+    if name is not None and name not in known:
+        known_ones = f"the adapters are: {', '.join(known)}" if known else "no adapters are configured"
+        raise AdapterNotFound(f"unknown adapter {name!r}; {known_ones} (GET /adapters)")
+
+
+@dataclass(frozen=True)
+class AdapterInfo:
+    name: str
+    path: Path
+    card: dict | None  # ADAPTER_CARD, when the folder has a readable one
+    default: bool
+
+
+def describe_adapters(settings: GeneratorSettings) -> list[AdapterInfo]:
+    """The configured adapters with their cards; reads only the card files, so it works while models load."""
+    default = settings.default_adapter_name()
+    return [
+        AdapterInfo(name, path, _read_card(path / ADAPTER_CARD), name == default)
+        for name, path in settings.adapter_folders().items()
+    ]
 
 
 def load_generator(settings: GeneratorSettings, cache_dir: Path) -> Generator:
@@ -52,6 +86,10 @@ def load_generator(settings: GeneratorSettings, cache_dir: Path) -> Generator:
 class TransformersGenerator:
     def __init__(self, settings: GeneratorSettings, cache_dir: Path) -> None:
         started = time.perf_counter()
+        folders = settings.adapter_folders()
+        self.adapters = tuple(folders)
+        self.default_adapter = settings.default_adapter_name()
+        _check_adapters(folders, self.default_adapter)  # before the model loads: a config error fails fast
         self.device = _pick_device(settings.device)
         dtype = torch.bfloat16 if self.device == "cuda" else torch.float32
         source = packaged_cache(settings.model, cache_dir) if is_packaged(settings.model) else settings.model
@@ -60,20 +98,27 @@ class TransformersGenerator:
             model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
         except Exception as exc:  # any loader failure means the same thing to the user
             raise ModelUnavailable(f"cannot load generator model {settings.model!r}: {exc}") from exc
-        self.model_name = settings.model
-        if settings.adapter_path is not None:
-            model = _with_adapter(model, settings.adapter_path)
-            self.model_name = f"{settings.model}+{settings.adapter_path.name}"
+        # peft's own names: a user's name may hold characters (".") that torch module names cannot.
+        self._peft_names = {name: f"adapter_{i}" for i, name in enumerate(folders)}
+        if folders:
+            model = _with_adapters(model, folders, self._peft_names)
+        self.model_name = settings.model + (f"+{self.default_adapter}" if self.default_adapter else "")
         self.model = model.to(self.device).eval()
         self.generation_config = _generation_config(self.model, self.tokenizer, settings)
         self._lock = threading.Lock()
         elapsed = time.perf_counter() - started
         log.info("generator %s loaded on %s (%s) in %.1fs", self.model_name, self.device, dtype, elapsed)
 
-    def generate(self, messages: list[Message]) -> str:
-        return "".join(self.stream(messages))
+    def generate(self, messages: list[Message], adapter: str | None = None) -> str:
+        return "".join(self.stream(messages, adapter=adapter))
 
-    def stream(self, messages: list[Message], stop: threading.Event | None = None) -> Iterator[str]:
+    def stream(
+        self, messages: list[Message], stop: threading.Event | None = None, adapter: str | None = None
+    ) -> Iterator[str]:
+        check_adapter(adapter, self.adapters)  # now, not at the first piece
+        return self._stream(messages, stop, self.default_adapter if adapter is None else adapter)
+
+    def _stream(self, messages: list[Message], stop: threading.Event | None, adapter: str | None) -> Iterator[str]:
         inputs = self.tokenizer.apply_chat_template(
             messages,
             add_generation_prompt=True,
@@ -87,7 +132,7 @@ class TransformersGenerator:
 
         def run() -> None:
             try:
-                with torch.inference_mode():
+                with torch.inference_mode(), self._using(adapter):
                     self.model.generate(
                         **inputs,
                         generation_config=self.generation_config,
@@ -99,7 +144,7 @@ class TransformersGenerator:
                 streamer.end()
 
         # One generation at a time, held until the last piece: the API streams from a thread pool and
-        # the model is shared.
+        # the model, with its one active adapter, is shared.
         with self._lock:
             worker = threading.Thread(target=run, name="generate", daemon=True)
             worker.start()
@@ -110,6 +155,18 @@ class TransformersGenerator:
                 worker.join()
         if failure:
             raise failure[0]
+
+    @contextmanager
+    def _using(self, adapter: str | None) -> Iterator[None]:
+        """The model with one adapter active, or with none (the base model); the caller holds the lock."""
+        if not self._peft_names:
+            yield
+        elif adapter is None:
+            with self.model.disable_adapter():
+                yield
+        else:
+            self.model.set_adapter(self._peft_names[adapter], inference_mode=True)
+            yield
 
 
 class _EventSet(StoppingCriteria):
@@ -177,15 +234,52 @@ def _pick_device(setting: str) -> str:
     return setting
 
 
-def _with_adapter(model: PreTrainedModel, path: Path) -> PreTrainedModel:
-    if not (path / "adapter_config.json").is_file():
-        raise ModelUnavailable(f"adapter {path} not found: expected a folder with adapter_config.json")
+def _check_adapters(folders: dict[str, Path], default: str | None) -> None:
+    if default is not None and default not in folders:
+        raise ModelUnavailable(f"generator.default_adapter {default!r} is not one of generator.adapters")
+    kinds = {name: _peft_type(name, path) for name, path in folders.items()}
+    if len(set(kinds.values())) > 1:
+        listed = ", ".join(f"{name} ({kind})" for name, kind in kinds.items())
+        raise ModelUnavailable(
+            f"adapters of different kinds cannot be served together: {listed}; "
+            "peft holds one kind per model (LoRA adapters of one base model mix freely)"
+        )
+
+
+def _with_adapters(model: PreTrainedModel, folders: dict[str, Path], peft_names: dict[str, str]) -> PreTrainedModel:
+    """One PeftModel holding every adapter over the one base model."""
     from peft import PeftModel  # only adapter users pay for importing peft
 
+    for name, path in folders.items():
+        try:
+            if isinstance(model, PeftModel):
+                model.load_adapter(str(path), adapter_name=peft_names[name])
+            else:
+                model = PeftModel.from_pretrained(model, str(path), adapter_name=peft_names[name])
+        except Exception as exc:
+            raise ModelUnavailable(f"cannot load adapter {name!r} from {path}: {exc}") from exc
+    return model
+
+
+def _peft_type(name: str, path: Path) -> str:
+    config = path / "adapter_config.json"
+    if not config.is_file():
+        raise ModelUnavailable(f"adapter {name!r}: {path} not found: expected a folder with adapter_config.json")
     try:
-        return PeftModel.from_pretrained(model, str(path))
-    except Exception as exc:
-        raise ModelUnavailable(f"cannot load adapter {path}: {exc}") from exc
+        return str(json.loads(config.read_text(encoding="utf-8"))["peft_type"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ModelUnavailable(f"adapter {name!r}: {config} is not a peft adapter config: {exc!r}") from exc
+
+
+def _read_card(path: Path) -> dict | None:
+    try:
+        card = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        log.warning("adapter card %s is unreadable: %s", path, exc)
+        return None
+    return card if isinstance(card, dict) else None
 
 
 def _generation_config(

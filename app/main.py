@@ -12,7 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 
-from app.api.routes import ask, documents, health, openai, pages
+from app.api.routes import adapters, ask, documents, health, openai, pages
 from app.config import Settings
 from app.errors import RagError
 from app.logs import request_id
@@ -36,6 +36,7 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.include_router(documents.router)
     app.include_router(ask.router)
+    app.include_router(adapters.router)
     app.include_router(health.router)
     app.include_router(openai.router)
     app.include_router(pages.router)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from pathlib import Path
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from app.generation import AdapterInfo
 from app.retrieval import RetrievedChunk
 from app.store import Document
 
@@ -59,6 +61,10 @@ class AskRequest(BaseModel):
         description="Answer as Server-Sent Events: `token` events with the text as it is generated, then `done` "
         "with the whole answer (or `error`)",
     )
+    adapter: str | None = Field(
+        None,
+        description="Answer with this adapter (GET /adapters); default: generator.default_adapter, else the base model",
+    )
 
 
 class Citation(BaseModel):
@@ -84,6 +90,21 @@ class AskResponse(BaseModel):
     answer: str
     citations: list[Citation] = Field(description="The context blocks the answer was built from, as [1], [2]...")
     timings_ms: dict[str, float]
+
+
+class AdapterOut(BaseModel):
+    name: str
+    path: Path
+    card: dict[str, Any] | None = Field(description="The adapter_card.json training wrote beside the adapter, if any")
+    default: bool = Field(description="Requests that name no adapter are answered with this one")
+
+    @classmethod
+    def of(cls, adapter: AdapterInfo) -> AdapterOut:
+        return cls.model_validate(adapter, from_attributes=True)
+
+
+class AdapterList(BaseModel):
+    adapters: list[AdapterOut]
 
 
 class ErrorResponse(BaseModel):

@@ -37,9 +37,9 @@ def free_port() -> int:
 
 
 class RunningService:
-    """The API and the worker as real processes, with their logs in the data dir."""
+    """The API and the worker as real processes, with their logs in the data dir; `extra_env` adds settings."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, extra_env: dict[str, str] | None = None) -> None:
         self.data_dir = data_dir
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -52,6 +52,7 @@ class RunningService:
             "RAG_INGEST__POLL_SECONDS": "0.2",
             "RAG_INGEST__LEASE_SECONDS": "3",  # a killed worker's job is taken again within seconds
             "HF_HUB_OFFLINE": "1",  # proves nothing needs a model hub
+            **(extra_env or {}),
         }
         self.processes: dict[str, subprocess.Popen] = {}
 

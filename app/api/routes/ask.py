@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+import threading
+from collections.abc import AsyncIterator, Iterator
 
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
@@ -28,6 +29,7 @@ STREAM_DESCRIPTION = """With `"stream": true`: `text/event-stream`, one `event: 
     response_model=AskResponse,
     responses={
         200: {"content": {"text/event-stream": {}}, "description": STREAM_DESCRIPTION},
+        404: {"model": ErrorResponse, "description": "Unknown adapter"},
         422: {"model": ErrorResponse},
         503: {"model": ErrorResponse},
     },
@@ -41,9 +43,10 @@ def ask(
     if top_k > settings.retrieval.max_top_k:
         raise InvalidRequest(f"top_k must be at most {settings.retrieval.max_top_k}")
     filters = Filters(document_ids=request.document_ids, tags=request.tags)
+    answerer.check_adapter(request.adapter)
     if request.stream:
-        return sse_response(_events(http_request, answerer, question, top_k, filters))
-    return _response(answerer.answer(question, top_k, filters))
+        return sse_response(_events(http_request, answerer, question, top_k, filters, request.adapter))
+    return _response(answerer.answer(question, top_k, filters, request.adapter))
 
 
 def _response(answer: Answer) -> AskResponse:
@@ -52,10 +55,13 @@ def _response(answer: Answer) -> AskResponse:
 
 
 async def _events(
-    http_request: Request, answerer: Answerer, question: str, top_k: int, filters: Filters
+    http_request: Request, answerer: Answerer, question: str, top_k: int, filters: Filters, adapter: str | None
 ) -> AsyncIterator[str]:
+    def start(stop: threading.Event) -> Iterator[str | Answer]:
+        return answerer.stream(question, top_k, filters, stop, adapter)
+
     try:
-        async for item in stream_in_thread(http_request, lambda stop: answerer.stream(question, top_k, filters, stop)):
+        async for item in stream_in_thread(http_request, start):
             if isinstance(item, Answer):
                 yield sse_event(_response(item).model_dump(), "done")
             else:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from typing import Any, Literal
 
 from fastapi import APIRouter, Request, Response
@@ -82,7 +83,9 @@ class ChatMessage(BaseModel):
 class ChatRequest(BaseModel):
     # OpenAI's other parameters (temperature, max_tokens, n, ...) are accepted and ignored.
     model_config = ConfigDict(extra="ignore")
-    model: str = Field(MODEL_ID, description="Any name is accepted; there is one model")
+    model: str = Field(
+        MODEL_ID, description="An adapter's name answers with that adapter; any other name with the default model"
+    )
     messages: list[ChatMessage] = Field(min_length=1)
     stream: bool = False
 
@@ -107,10 +110,15 @@ class ChatCompletion(BaseModel):
     citations: list[Citation] = Field(description="Not in OpenAI's API: the sources, as in POST /ask")
 
 
-@router.get("/models", response_model=ModelList, summary="The one model: the configured generator over your documents")
+@router.get(
+    "/models", response_model=ModelList, summary="The configured generator over your documents, then one per adapter"
+)
 def list_models(settings: SettingsDep) -> ModelList:
-    card = ModelCard(id=MODEL_ID, created=STARTED, owned_by="docqa", generator=settings.generator.model)
-    return ModelList(data=[card])
+    generator = settings.generator
+    cards = [ModelCard(id=MODEL_ID, created=STARTED, owned_by="docqa", generator=generator.model)]
+    for name in generator.adapter_folders():
+        cards.append(ModelCard(id=name, created=STARTED, owned_by="docqa", generator=f"{generator.model}+{name}"))
+    return ModelList(data=cards)
 
 
 @router.post(
@@ -135,14 +143,14 @@ def chat_completions(
     question = clean_question(last.text, settings.server.max_question_chars)
     question = standalone_question(question, [m.text for m in earlier if m.role == "user"])
     top_k = settings.retrieval.top_k
-    completion_id, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
+    # A model named after an adapter answers with it; "docqa" and any other name with the default.
+    adapter = request.model if request.model in answerer.generator.adapters else None
+    head = {"id": f"chatcmpl-{uuid.uuid4().hex}", "created": int(time.time()), "model": adapter or MODEL_ID}
     if request.stream:
-        return sse_response(_chunks(http_request, answerer, question, top_k, completion_id, created))
-    answer = answerer.answer(question, top_k)
+        return sse_response(_chunks(http_request, answerer, question, top_k, adapter, head))
+    answer = answerer.answer(question, top_k, adapter=adapter)
     return ChatCompletion(
-        id=completion_id,
-        created=created,
-        model=MODEL_ID,
+        **head,
         choices=[Choice(message=AssistantMessage(content=answer.text + sources_block(answer)))],
         citations=[Citation.of(found) for found in answer.citations],
     )
@@ -157,16 +165,18 @@ def sources_block(answer: Answer) -> str:
 
 
 async def _chunks(
-    http_request: Request, answerer: Answerer, question: str, top_k: int, completion_id: str, created: int
+    http_request: Request, answerer: Answerer, question: str, top_k: int, adapter: str | None, head: dict[str, Any]
 ) -> AsyncIterator[str]:
     def chunk(delta: dict[str, str], finish_reason: str | None = None, **extra: object) -> str:
         choice = {"index": 0, "delta": delta, "finish_reason": finish_reason}
-        head = {"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": MODEL_ID}
-        return sse_event({**head, "choices": [choice], **extra})
+        return sse_event({**head, "object": "chat.completion.chunk", "choices": [choice], **extra})
+
+    def start(stop: threading.Event) -> Iterator[str | Answer]:
+        return answerer.stream(question, top_k, None, stop, adapter)
 
     yield chunk({"role": "assistant", "content": ""})
     try:
-        async for item in stream_in_thread(http_request, lambda stop: answerer.stream(question, top_k, None, stop)):
+        async for item in stream_in_thread(http_request, start):
             if not isinstance(item, Answer):
                 yield chunk({"content": item})
                 continue

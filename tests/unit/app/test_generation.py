@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import json
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -10,7 +12,7 @@ from transformers import AutoModelForCausalLM
 
 import app.generation as generation
 from app.config import GeneratorSettings, StorageSettings
-from app.errors import ModelUnavailable
+from app.errors import AdapterNotFound, ModelUnavailable
 from app.generation import Generator, load_generator, packaged_cache
 from app.prompt import build_prompt, load_template
 from app.retrieval import RetrievedChunk
@@ -18,6 +20,8 @@ from app.store import Chunk
 
 ROOT = Path(__file__).resolve().parents[3]
 SETTINGS = GeneratorSettings(max_new_tokens=48)
+# Adapter tests compare many answers; a few tokens tell them apart (a random adapter rambles to the limit).
+SHORT = GeneratorSettings(max_new_tokens=12)
 REFUND_POLICY = "Refunds are accepted within 30 days of purchase."
 # The service's own template, so the test answers the prompt users' questions get.
 REFUND_PROMPT = build_prompt(
@@ -94,24 +98,115 @@ def test_the_packaged_model_is_cached_as_safetensors_and_loaded_from_there(
     assert again.generate(REFUND_PROMPT) == base_answer
 
 
-def test_a_lora_adapter_changes_the_answer(cache_dir: Path, base_answer: str, tmp_path: Path) -> None:
+def make_lora(cache_dir: Path, folder: Path, seed: int = 0) -> Path:
+    """A LoRA adapter of the packaged model with random B weights, so that it changes the answers."""
     base = AutoModelForCausalLM.from_pretrained(packaged_cache(SETTINGS.model, cache_dir))
     lora = get_peft_model(base, LoraConfig(r=8, target_modules=["q_proj", "v_proj"]))
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     with torch.no_grad():
         for name, param in lora.named_parameters():
             if "lora_B" in name:  # peft starts B at zero, which would leave the model unchanged
                 param.normal_(std=0.5)
-    lora.save_pretrained(tmp_path / "adapter")
+    lora.save_pretrained(folder)
+    return folder
 
+
+@pytest.fixture(scope="module")
+def lora_folders(cache_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("adapters")
+    return {"one": make_lora(cache_dir, root / "one", seed=0), "two.v2": make_lora(cache_dir, root / "two", seed=1)}
+
+
+@pytest.fixture(scope="module")
+def expected(cache_dir: Path, lora_folders: dict[str, Path]) -> dict[str | None, str]:
+    """Each adapter's answer from a generator that holds only that adapter (the older `adapter_path`)."""
+    answers = {None: load_generator(SHORT, cache_dir).generate(REFUND_PROMPT)}
+    for name, folder in lora_folders.items():
+        alone = load_generator(SHORT.model_copy(update={"adapter_path": folder}), cache_dir)
+        answers[name] = alone.generate(REFUND_PROMPT)
+    assert len(set(answers.values())) == 3, answers  # else the checks below could not tell them apart
+    return answers
+
+
+@pytest.fixture(scope="module")
+def multi(cache_dir: Path, lora_folders: dict[str, Path]) -> Generator:
+    return load_generator(SHORT.model_copy(update={"adapters": lora_folders}), cache_dir)
+
+
+def test_without_adapters_the_model_is_plain_transformers(generator: Generator) -> None:
+    assert type(generator.model).__module__.startswith("transformers.")
+    assert generator.adapters == () and generator.model_name == SETTINGS.model
+
+
+def test_a_lora_adapter_changes_the_answer(cache_dir: Path, base_answer: str, tmp_path: Path) -> None:
+    make_lora(cache_dir, tmp_path / "adapter")
     tuned = load_generator(SETTINGS.model_copy(update={"adapter_path": tmp_path / "adapter"}), cache_dir)
     assert tuned.generate(REFUND_PROMPT) != base_answer
     assert tuned.model_name.endswith("+adapter")
+    assert tuned.adapters == ("adapter",)  # the older single setting: named after its folder, used by default
+
+
+def test_one_generator_answers_like_each_adapter_alone_in_any_order(
+    multi: Generator, expected: dict[str | None, str]
+) -> None:
+    assert multi.adapters == ("one", "two.v2") and multi.model_name == SETTINGS.model
+    for adapter in ["two.v2", None, "one", "two.v2", "one", None]:
+        assert multi.generate(REFUND_PROMPT, adapter=adapter) == expected[adapter], adapter
+    assert "".join(multi.stream(REFUND_PROMPT, adapter="one")) == expected["one"]
+
+
+def test_concurrent_requests_each_get_their_own_adapter(multi: Generator, expected: dict[str | None, str]) -> None:
+    plans = [["one", None], [None, "two.v2"], ["two.v2", "one"]]
+
+    def run(plan: list[str | None]) -> list[str]:
+        return [multi.generate(REFUND_PROMPT, adapter=adapter) for adapter in plan]
+
+    with ThreadPoolExecutor(max_workers=len(plans)) as pool:
+        results = list(pool.map(run, plans))
+    assert results == [[expected[adapter] for adapter in plan] for plan in plans]
+
+
+def test_the_default_adapter_answers_requests_that_name_none(
+    cache_dir: Path, lora_folders: dict[str, Path], expected: dict[str | None, str]
+) -> None:
+    settings = SHORT.model_copy(update={"adapters": lora_folders, "default_adapter": "two.v2"})
+    tuned = load_generator(settings, cache_dir)
+    assert tuned.generate(REFUND_PROMPT) == expected["two.v2"]
+    assert tuned.generate(REFUND_PROMPT, adapter="one") == expected["one"]
+    assert tuned.model_name.endswith("+two.v2")
+
+
+def test_an_unknown_adapter_name_is_refused_before_generating(multi: Generator, generator: Generator) -> None:
+    with pytest.raises(AdapterNotFound, match="unknown adapter 'three'; the adapters are: one, two.v2"):
+        multi.stream(REFUND_PROMPT, adapter="three")  # raised at the call, not at the first piece
+    with pytest.raises(AdapterNotFound, match="no adapters are configured"):
+        generator.generate(REFUND_PROMPT, adapter="one")
+    assert AdapterNotFound.status_code == 404
+
+
+def test_adapter_configuration_errors_are_reported_before_loading(
+    lora_folders: dict[str, Path], tmp_path: Path
+) -> None:
+    cache = tmp_path / "never-used"  # errors come before the model is even looked for
+    with pytest.raises(ModelUnavailable, match="default_adapter 'three' is not one of"):
+        load_generator(SETTINGS.model_copy(update={"adapters": lora_folders, "default_adapter": "three"}), cache)
+    prompt = tmp_path / "prompt"
+    prompt.mkdir()
+    (prompt / "adapter_config.json").write_text(json.dumps({"peft_type": "PROMPT_TUNING"}))
+    with pytest.raises(ModelUnavailable, match=r"different kinds .* one \(LORA\), tuned \(PROMPT_TUNING\)"):
+        load_generator(SETTINGS.model_copy(update={"adapters": {"one": lora_folders["one"], "tuned": prompt}}), cache)
+    (prompt / "adapter_config.json").write_text("{not json")
+    with pytest.raises(ModelUnavailable, match="adapter 'tuned'.* is not a peft adapter config"):
+        load_generator(SETTINGS.model_copy(update={"adapters": {"tuned": prompt}}), cache)
+    assert not cache.exists()
 
 
 def test_a_missing_adapter_is_reported(cache_dir: Path, tmp_path: Path) -> None:
     settings = SETTINGS.model_copy(update={"adapter_path": tmp_path / "nowhere"})
     with pytest.raises(ModelUnavailable, match="nowhere"):
+        load_generator(settings, cache_dir)
+    settings = SETTINGS.model_copy(update={"adapters": {"policies": tmp_path / "missing"}})
+    with pytest.raises(ModelUnavailable, match="adapter 'policies': .*missing not found"):
         load_generator(settings, cache_dir)
 
 

@@ -1,0 +1,1 @@
+"""Fine-tuning the generator from the documents: RAFT data, knowledge probing, LoRA / prompt tuning."""

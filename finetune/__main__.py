@@ -1,0 +1,193 @@
+"""`python -m finetune <command>`: probe the base model, build RAFT data, train an adapter, evaluate it."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from dataclasses import fields
+from pathlib import Path
+
+from app.config import Settings
+from app.embedding import Embedder
+from app.generation import TransformersGenerator
+from app.index import LiveIndex
+from app.logs import configure_logging
+from app.prompt import load_template
+from app.retrieval import Retriever
+from app.store import Store
+from evaluation.metrics import markdown_table
+from finetune.data import build_examples, generate_pairs, indexed_chunks, label_mix, load_pairs, split
+from finetune.records import Example, ProbeResult, read_jsonl, write_jsonl
+from finetune.train import TrainConfig, add_metrics_to_card, only_adapter, train
+
+log = logging.getLogger("finetune")
+
+METRICS = ["answer_f1", "exact_match", "citation_accuracy", "refusal_accuracy", "general_f1"]
+
+
+def base_generator(settings: Settings, adapter: Path | None = None) -> TransformersGenerator:
+    """The configured base model with `adapter` (or none), whichever adapters the service serves."""
+    return TransformersGenerator(only_adapter(settings.generator, adapter), settings.storage.model_cache_dir)
+
+
+def open_store(settings: Settings) -> Store:
+    path = settings.storage.database_path
+    if not path.is_file():
+        raise SystemExit(f"no database at {path}: point --data-dir at the data dir of a service with indexed documents")
+    return Store(path)
+
+
+def run_pairs(args: argparse.Namespace, settings: Settings) -> None:
+    if args.teacher:
+        settings.generator.model = args.teacher
+    chunks = indexed_chunks(open_store(settings))[: args.limit]
+    pairs = generate_pairs(base_generator(settings), chunks, args.per_chunk)
+    write_jsonl(args.out, pairs)
+    print(f"{len(pairs)} pairs from {len(chunks)} chunks written to {args.out}")
+
+
+def run_probe(args: argparse.Namespace, settings: Settings) -> None:
+    from finetune.probe import label_counts, probe_pairs
+
+    pairs = load_pairs(args.pairs)
+    results = probe_pairs(
+        base_generator(settings),
+        pairs,
+        shots=args.shots,
+        samples=args.samples,
+        temperature=args.temperature,
+        seed=args.seed,
+    )
+    write_jsonl(args.out, results)
+    rows = [{"label": label, "pairs": n} for label, n in label_counts(results).items()]
+    print(markdown_table(rows, ["label", "pairs"]))
+    print(f"{len(results)} labels written to {args.out}")
+
+
+def run_data(args: argparse.Namespace, settings: Settings) -> None:
+    labels = None
+    if args.labels:
+        labels = {result.id: result.label for result in read_jsonl(args.labels, ProbeResult)}
+    store = open_store(settings)
+    retriever = Retriever(
+        Embedder(settings.embedding), LiveIndex(settings.storage.index_dir), store, settings.retrieval
+    )
+    pairs = load_pairs(args.pairs)
+    examples = build_examples(
+        pairs,
+        store,
+        retriever,
+        template=load_template(settings.generator.prompt_template),
+        distractors=args.distractors,
+        no_oracle_share=args.no_oracle_share,
+        seed=args.seed,
+        labels=labels,
+    )
+    train_set, held_out = split(examples, args.held_out, args.seed)
+    write_jsonl(args.out / "train.jsonl", train_set)
+    write_jsonl(args.out / "held_out.jsonl", held_out)
+    rows = [{"label": label, **counts} for label, counts in label_mix(examples).items()]
+    print(markdown_table(rows, ["label", "oracle", "no_oracle"]))
+    print(
+        f"{len(examples)} examples from {len(pairs)} pairs: {len(train_set)} train, {len(held_out)} held out,"
+        f" written to {args.out}/train.jsonl and held_out.jsonl"
+    )
+
+
+def run_train(args: argparse.Namespace, settings: Settings) -> None:
+    # Flags are named after TrainConfig's fields; those left out keep the dataclass defaults.
+    names = {f.name for f in fields(TrainConfig)}
+    config = TrainConfig(**{k: v for k, v in vars(args).items() if k in names and v is not None})
+    examples = read_jsonl(args.examples, Example)
+    result = train(settings.generator, settings.storage.model_cache_dir, examples, config, resume=args.resume)
+    print(json.dumps(result, indent=2))
+
+
+def run_evaluate(args: argparse.Namespace, settings: Settings) -> None:
+    from finetune.evaluate import evaluate_examples
+
+    examples = read_jsonl(args.examples, Example)[: args.limit]
+    general = load_pairs(args.general) if args.general else None
+    rows = {"base": evaluate_examples(base_generator(settings), examples, general_questions=general)}
+    if args.adapter:
+        adapted = base_generator(settings, args.adapter)
+        rows["adapter"] = evaluate_examples(adapted, examples, general_questions=general)
+        add_metrics_to_card(args.adapter, {"held_out": {"examples": len(examples), **rows}})
+    columns = dict.fromkeys([*METRICS, *(name for metrics in rows.values() for name in metrics)])
+    print(markdown_table([{"model": model, **metrics} for model, metrics in rows.items()], ["model", *columns]))
+
+
+def parser() -> argparse.ArgumentParser:
+    main = argparse.ArgumentParser(prog="python -m finetune", description=__doc__)
+    commands = main.add_subparsers(dest="command", required=True)
+
+    pairs = commands.add_parser("pairs", help="a teacher model writes question/answer pairs from the indexed chunks")
+    pairs.add_argument("--data-dir", type=Path, help="the service's data dir (default: the configured one)")
+    pairs.add_argument("--out", type=Path, required=True, help="pairs JSONL to write")
+    pairs.add_argument("--per-chunk", type=int, default=2)
+    pairs.add_argument("--teacher", help="model id or path of the teacher (default: the configured generator)")
+    pairs.add_argument("--limit", type=int, help="first N chunks only")
+    pairs.set_defaults(run=run_pairs)
+
+    probe = commands.add_parser("probe", help="label what the base model knows closed-book (Gekhman et al. 2024)")
+    probe.add_argument("--pairs", type=Path, required=True, help="JSONL: question, answer, source?, id?")
+    probe.add_argument("--out", type=Path, required=True, help="labels JSONL to write")
+    probe.add_argument("--shots", type=int, default=4)
+    probe.add_argument("--samples", type=int, default=8)
+    probe.add_argument("--temperature", type=float, default=0.7)
+    probe.add_argument("--seed", type=int, default=0)
+    probe.set_defaults(run=run_probe)
+
+    data = commands.add_parser("data", help="RAFT examples from pairs and the current index, split train/held out")
+    data.add_argument("--pairs", type=Path, required=True, help="JSONL: question, answer, source?, id?")
+    data.add_argument("--data-dir", type=Path, help="the service's data dir (default: the configured one)")
+    data.add_argument("--labels", type=Path, help="labels JSONL from `probe`")
+    data.add_argument("--out", type=Path, required=True, help="folder for train.jsonl and held_out.jsonl")
+    data.add_argument("--distractors", type=int, default=3)
+    data.add_argument("--no-oracle-share", type=float, default=0.2, help="share of examples without the oracle")
+    data.add_argument("--held-out", type=float, default=0.2, help="share of examples held out for evaluation")
+    data.add_argument("--seed", type=int, default=0)
+    data.set_defaults(run=run_data)
+
+    fit = commands.add_parser("train", help="train a LoRA or prompt-tuning adapter on train.jsonl")
+    fit.add_argument("--examples", type=Path, required=True, help="examples JSONL from `data`")
+    fit.add_argument("--out", dest="output", type=Path, required=True, help="adapter folder (checkpoints inside)")
+    fit.add_argument("--method", choices=["lora", "prompt-tuning"])
+    fit.add_argument("--steps", type=int)
+    fit.add_argument("--lr", type=float, help="default: 2e-4 for LoRA, 3e-2 for prompt tuning")
+    fit.add_argument("--r", type=int)
+    fit.add_argument("--alpha", type=int)
+    fit.add_argument("--dropout", type=float)
+    fit.add_argument("--target-modules", type=lambda s: s.split(","), help="comma-separated (default q,k,v,o_proj)")
+    fit.add_argument("--mlp", action="store_true", default=None, help="also adapt gate/up/down_proj")
+    fit.add_argument("--virtual-tokens", dest="num_virtual_tokens", type=int, help="prompt tuning only")
+    fit.add_argument("--batch-size", type=int)
+    fit.add_argument("--grad-accum", type=int)
+    fit.add_argument("--max-length", type=int)
+    fit.add_argument("--warmup-steps", type=int)
+    fit.add_argument("--save-every", type=int)
+    fit.add_argument("--seed", type=int)
+    fit.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
+    fit.set_defaults(run=run_train)
+
+    evaluate = commands.add_parser("evaluate", help="held-out metrics of the base model, and with --adapter")
+    evaluate.add_argument("--examples", type=Path, required=True, help="held_out.jsonl from `data`")
+    evaluate.add_argument("--adapter", type=Path, help="adapter folder from `train` (its card gets the metrics)")
+    evaluate.add_argument("--general", type=Path, help="pairs JSONL of general questions (what the adapter forgets)")
+    evaluate.add_argument("--limit", type=int, help="first N examples only")
+    evaluate.set_defaults(run=run_evaluate)
+    return main
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parser().parse_args(argv)
+    configure_logging()
+    settings = Settings()
+    if getattr(args, "data_dir", None) is not None:
+        settings.storage.data_dir = args.data_dir
+    args.run(args, settings)
+
+
+if __name__ == "__main__":
+    main()
