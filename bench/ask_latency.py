@@ -7,7 +7,6 @@ Usage: start the service (`make run`), then
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -15,6 +14,7 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from evaluation.metrics import latency_report, markdown_table  # noqa: E402
 from tests.documents import (  # noqa: E402 - the same sample policies the tests use
     HOLIDAY_POLICY_TXT,
     SECURITY_POLICY_MD,
@@ -31,11 +31,6 @@ QUESTIONS = [
     "How much is the daily meal allowance on business trips?",
     "Which planet has the most moons?",
 ]
-
-
-def percentile(values: list[float], share: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
 
 
 def upload_and_wait(client: httpx.Client) -> None:
@@ -73,10 +68,11 @@ def main() -> None:
                 totals.append((time.perf_counter() - started) * 1000)
                 for stage, ms in body["timings_ms"].items():
                     stages.setdefault(stage, []).append(ms)
-    print(f"ask: {len(totals)} requests, one at a time")
-    print(f"{'stage':<10} {'p50 ms':>10} {'p95 ms':>10} {'n':>4}")
-    for stage, values in [("total", totals), *stages.items()]:
-        print(f"{stage:<10} {statistics.median(values):>10.1f} {percentile(values, 0.95):>10.1f} {len(values):>4}")
+    print(f"ask: {len(totals)} requests, one at a time (ms)")
+    report = latency_report({"total": totals, **stages})
+    print(
+        markdown_table([{"stage": stage, **values} for stage, values in report.items()], ["stage", "p50", "p95", "n"])
+    )
 
 
 if __name__ == "__main__":
