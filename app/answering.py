@@ -12,7 +12,7 @@ from app.config import RetrievalSettings
 from app.errors import InvalidRequest
 from app.generation import Generator, check_adapter
 from app.prompt import PromptTemplate, build_prompt
-from app.retrieval import Filters, RetrievedChunk, Retriever
+from app.retrieval import Filters, Retrieval, RetrievedChunk, Retriever
 
 NO_ANSWER = "The documents do not contain the answer."
 # Small models paraphrase the refusal they were asked for ("The document does not contain the answer to...").
@@ -91,7 +91,12 @@ class Answerer:
         refused. Setting `stop` ends the generation early (a client went away). `adapter` names one of
         the generator's adapters; None is its default."""
         self.check_adapter(adapter)
-        retrieval = self.retriever.search(question, top_k, filters)
+        yield from self.stream_from(question, self.retriever.search(question, top_k, filters), stop, adapter)
+
+    def stream_from(
+        self, question: str, retrieval: Retrieval, stop: threading.Event | None = None, adapter: str | None = None
+    ) -> Iterator[str | Answer]:
+        """`stream` for chunks already retrieved (the eval retrieves once for its metrics and the answer)."""
         timings = retrieval.timings_ms
         context = select_context(retrieval.chunks, self.settings)
         if not context:
