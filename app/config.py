@@ -68,7 +68,7 @@ class RetrievalSettings(BaseModel):
     reranker: str | None = None
     top_k: int = Field(4, gt=0)
     max_top_k: int = Field(20, gt=0)
-    score_threshold: float = 0.37
+    score_threshold: float = 0.386
     relative_margin: float = Field(0.1, ge=0)
 
 

@@ -13,7 +13,7 @@ from evaluation.run import ModeResult, run_eval
 POLICIES = Path(__file__).resolve().parents[2] / "evaluation" / "data" / "policies"
 # Measured values minus a little slack (see README, "Evaluation"); raise them when retrieval improves.
 HYBRID_FLOOR = {"hit@1": 0.84, "hit@5": 0.95, "mrr": 0.89}
-ABSTENTION_F1_FLOOR = 0.55
+ABSTENTION_F1_FLOOR = 0.40
 
 
 @pytest.fixture(scope="module")
@@ -31,9 +31,9 @@ def test_every_policy_document_is_indexed_and_hybrid_keeps_its_floor(results: di
 
 
 @pytest.mark.parametrize("other", ["dense", "bm25"])
-def test_hybrid_is_at_least_as_good_as_either_retriever_alone(results: dict[str, ModeResult], other: str) -> None:
+def test_hybrid_beats_either_retriever_alone(results: dict[str, ModeResult], other: str) -> None:
     for metric in ("hit@5", "mrr"):
-        assert results["hybrid"].retrieval[metric] >= results[other].retrieval[metric], metric
+        assert results["hybrid"].retrieval[metric] > results[other].retrieval[metric], metric
 
 
 def test_the_calibrated_threshold_separates_unanswerable_questions(results: dict[str, ModeResult]) -> None:
