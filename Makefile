@@ -83,12 +83,14 @@ STEPS ?= 200
 METHOD ?= lora
 PROBE_ARGS ?=
 TRAIN_ARGS ?=
+# Closed-book general questions: what the adapter forgets.
+GENERAL ?= finetune/data/general_questions.jsonl
 finetune: setup
 	@test -n "$(PAIRS)" || { echo "usage: make finetune PAIRS=pairs.jsonl [DATA_DIR=./data OUT=./adapters/adapter STEPS=200 METHOD=lora|prompt-tuning PROBE_ARGS=... TRAIN_ARGS=...]"; exit 2; }
 	$(API_PY) -m finetune probe --pairs $(PAIRS) --out $(OUT)/data/labels.jsonl $(PROBE_ARGS)
 	$(API_PY) -m finetune data --pairs $(PAIRS) --data-dir $(DATA_DIR) --labels $(OUT)/data/labels.jsonl --out $(OUT)/data
 	$(API_PY) -m finetune train --examples $(OUT)/data/train.jsonl --out $(OUT) --method $(METHOD) --steps $(STEPS) $(TRAIN_ARGS)
-	$(API_PY) -m finetune evaluate --examples $(OUT)/data/held_out.jsonl --adapter $(OUT)
+	$(API_PY) -m finetune evaluate --examples $(OUT)/data/held_out.jsonl --adapter $(OUT) --general $(GENERAL)
 
 # Worker-side tests need dedoc, so they run in the worker's environment; the rest in the API's.
 test: lint
