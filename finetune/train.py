@@ -43,6 +43,7 @@ DEFAULT_LR = {"lora": 2e-4, "prompt-tuning": 3e-2}
 CHECKPOINTS = "checkpoints"
 STATE_FILE = "trainer_state.pt"
 IGNORE = -100  # the label that takes a token out of the loss
+LOSS_WINDOW = 10  # steps averaged for the first and last loss of a run
 
 
 @dataclass
@@ -233,8 +234,9 @@ def train(
     result = {
         "steps": max(start, config.steps),
         "start_step": start,
-        "first_loss": losses[0] if losses else None,
-        "last_loss": losses[-1] if losses else None,
+        # One step's loss is of a few examples and jumps about: report the means of the first and last steps.
+        "first_loss": _mean(losses[:LOSS_WINDOW]),
+        "last_loss": _mean(losses[-LOSS_WINDOW:]),
         "examples": len(items),
         "skipped_too_long": len(tokenized) - len(items),
         "trainable_parameters": trainable_count,
@@ -327,3 +329,7 @@ def answer_loss(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, exam
         tokens += counted
     model.train(was_training)
     return total / tokens
+
+
+def _mean(values: list[float]) -> float | None:
+    return sum(values) / len(values) if values else None
