@@ -39,10 +39,19 @@ def open_store(settings: Settings) -> Store:
 
 
 def run_pairs(args: argparse.Namespace, settings: Settings) -> None:
-    if args.teacher:
-        settings.generator.model = args.teacher
     chunks = indexed_chunks(open_store(settings))[: args.limit]
-    pairs = generate_pairs(base_generator(settings), chunks, args.per_chunk)
+    if args.teacher_url:
+        from finetune.teacher import EndpointTeacher
+
+        teacher = EndpointTeacher(args.teacher_url, args.teacher or "default")
+    else:
+        if args.teacher:
+            settings.generator.model = args.teacher
+        teacher = base_generator(settings)
+    try:
+        pairs = generate_pairs(teacher, chunks, args.per_chunk)
+    except RuntimeError as exc:  # an endpoint that is down or answers something else
+        raise SystemExit(str(exc)) from exc
     write_jsonl(args.out, pairs)
     print(f"{len(pairs)} pairs from {len(chunks)} chunks written to {args.out}")
 
@@ -127,6 +136,11 @@ def parser() -> argparse.ArgumentParser:
     pairs.add_argument("--out", type=Path, required=True, help="pairs JSONL to write")
     pairs.add_argument("--per-chunk", type=int, default=2)
     pairs.add_argument("--teacher", help="model id or path of the teacher (default: the configured generator)")
+    pairs.add_argument(
+        "--teacher-url",
+        help="an OpenAI-compatible endpoint (e.g. http://localhost:11434/v1) that serves --teacher as its model;"
+        " OPENAI_API_KEY is sent when set",
+    )
     pairs.add_argument("--limit", type=int, help="first N chunks only")
     pairs.set_defaults(run=run_pairs)
 

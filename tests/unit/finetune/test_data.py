@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import re
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -215,6 +218,60 @@ def test_a_teacher_writes_pairs_kept_only_when_the_chunk_holds_the_answer(store:
     assert generate_pairs(Teacher(), [chunk], per_chunk=2) == [
         QAPair("When are claims due?", "within 45 days", "expenses.md", f"gen-{chunk.id}-0")
     ]
+
+
+class ChatEndpoint(BaseHTTPRequestHandler):
+    """A real HTTP server speaking the OpenAI chat completions shape, with a canned teacher reply."""
+
+    status = 200
+    requests: list[tuple[dict, str | None]] = []
+
+    def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        ChatEndpoint.requests.append((body, self.headers.get("Authorization")))
+        reply = {
+            "choices": [{"message": {"role": "assistant", "content": "Q: When are claims due? A: within 45 days"}}]
+        }
+        payload = json.dumps(reply if self.status == 200 else {"error": "overloaded"}).encode()
+        self.send_response(self.status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def endpoint() -> Iterator[str]:
+    ChatEndpoint.status, ChatEndpoint.requests = 200, []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), ChatEndpoint)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}/v1"
+    server.shutdown()
+
+
+def test_a_teacher_behind_an_openai_compatible_endpoint_writes_pairs(
+    data_dir: Path, tmp_path: Path, endpoint: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    out = tmp_path / "pairs.jsonl"
+    main(["pairs", "--data-dir", str(data_dir), "--out", str(out), "--teacher-url", endpoint, "--teacher", "big-model"])
+    pairs = load_pairs(out)
+    assert pairs and {(p.question, p.answer, p.source) for p in pairs} == {
+        ("When are claims due?", "within 45 days", "expenses.md")  # kept only where the chunk says so
+    }
+    body, authorization = ChatEndpoint.requests[0]
+    assert body["model"] == "big-model" and body["messages"][-1]["role"] == "user"
+    assert authorization == "Bearer sk-test"
+
+
+def test_a_failing_teacher_endpoint_is_a_clear_error(data_dir: Path, tmp_path: Path, endpoint: str) -> None:
+    ChatEndpoint.status = 503
+    with pytest.raises(SystemExit, match="answered 503"):
+        main(["pairs", "--data-dir", str(data_dir), "--out", str(tmp_path / "p.jsonl"), "--teacher-url", endpoint])
+    assert not (tmp_path / "p.jsonl").exists()
 
 
 def test_the_data_command_writes_the_split_and_prints_the_mix(
