@@ -8,7 +8,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from app.answering import NO_ANSWER, Answerer
+from app.answering import NO_ANSWER, Answerer, select_context
 from app.config import Settings
 from app.embedding import Embedder
 from app.index import LiveIndex
@@ -71,7 +71,6 @@ def evaluate_mode(
     eval_set: EvalSet, settings: Settings, store: Store, answerer: Answerer | None, retrieval_only: bool
 ) -> ModeResult:
     retriever = answerer.retriever if answerer else _retriever(settings, store)
-    threshold = settings.retrieval.score_threshold
     ranks, best_scores, abstained, timings = [], [], [], {}
     answer_em, answer_f1 = [], []
     for question in tqdm(eval_set.questions, desc=settings.retrieval.mode, unit="q"):
@@ -81,7 +80,7 @@ def evaluate_mode(
         if question.answerable:
             ranks.append(first_hit_rank([is_hit(found, question) for found in retrieval.chunks]))
         if retrieval_only:
-            abstained.append(best < threshold)
+            abstained.append(not select_context(retrieval.chunks, settings.retrieval))  # as /ask decides
         else:
             # The answer reads the first top_k of these chunks, as /ask would have retrieved them.
             top = Retrieval(retrieval.chunks[: settings.retrieval.top_k], retrieval.timings_ms)

@@ -17,17 +17,13 @@ API_KEY_VARIABLE = "OPENAI_API_KEY"  # sent as a bearer token when set
 class EndpointTeacher:
     adapters: tuple[str, ...] = ()
 
-    def __init__(
-        self, base_url: str, model: str, *, timeout: float = 120.0, client: httpx.Client | None = None
-    ) -> None:
+    def __init__(self, base_url: str, model: str, *, timeout: float = 120.0) -> None:
         """`base_url` up to the API version, e.g. http://localhost:11434/v1; `model` as the endpoint names it."""
         self.url = base_url.rstrip("/") + "/chat/completions"
         self.model_name = model
-        headers = (
-            {"Authorization": f"Bearer {os.environ[API_KEY_VARIABLE]}"} if os.environ.get(API_KEY_VARIABLE) else {}
-        )
-        self.client = client or httpx.Client(timeout=timeout)
-        self.headers = headers
+        key = os.environ.get(API_KEY_VARIABLE)
+        self.headers = {"Authorization": f"Bearer {key}"} if key else {}
+        self.client = httpx.Client(timeout=timeout)
 
     def generate(self, messages: list[Message], adapter: str | None = None) -> str:
         body = {"model": self.model_name, "messages": messages, "temperature": 0.0}
