@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
-from app.config import RetrievalSettings
+from app.config import AnswerSettings, RetrievalSettings
 from app.errors import InvalidRequest
 from app.generation import Generator, check_adapter
+from app.lexical import coverage
 from app.prompt import PromptTemplate, build_prompt
+from app.quotes import Quote, best_quotes
 from app.retrieval import Filters, Retrieval, RetrievedChunk, Retriever
+from app.verification import verify
+
+log = logging.getLogger(__name__)
 
 NO_ANSWER = "The documents do not contain the answer."
 # Small models paraphrase the refusal they were asked for ("The document does not contain the answer to...").
@@ -24,17 +30,29 @@ FOLLOW_UP_TURNS = 2
 @dataclass(frozen=True)
 class Answer:
     text: str
-    citations: list[RetrievedChunk]
+    citations: list[RetrievedChunk]  # the blocks the generator read, numbered [1], [2]... as in the text
     timings_ms: dict[str, float] = field(default_factory=dict)
+    verified: bool = (
+        True  # False: the generated text was not backed by its blocks (and, unless verify is off, replaced)
+    )
+    quotes: dict[int, Quote] = field(default_factory=dict)  # block number -> its best-supporting sentence
+    generated: str | None = None  # what the generator wrote, when `text` replaced it
 
 
-def select_context(chunks: list[RetrievedChunk], settings: RetrievalSettings) -> list[RetrievedChunk]:
-    """The chunks worth showing the generator: none when even the best is below the abstention threshold."""
-    if not chunks:
+def abstention_score(chunks: list[RetrievedChunk], question: str, settings: RetrievalSettings) -> float:
+    """How likely the chunks answer the question: the best cosine, mixed with the question's word coverage."""
+    best = max((found.score for found in chunks), default=-1.0)
+    if settings.coverage_weight == 0 or not chunks:
+        return best
+    covered = coverage(question, [f"{found.chunk.section} {found.chunk.text}" for found in chunks])
+    return (1 - settings.coverage_weight) * best + settings.coverage_weight * covered
+
+
+def select_context(chunks: list[RetrievedChunk], question: str, settings: RetrievalSettings) -> list[RetrievedChunk]:
+    """The chunks worth showing the generator: none when the abstention score is below the threshold."""
+    if not chunks or abstention_score(chunks, question, settings) < settings.score_threshold:
         return []
     best = max(found.score for found in chunks)
-    if best < settings.score_threshold:
-        return []
     return [found for found in chunks if found.score >= best - settings.relative_margin]
 
 
@@ -68,6 +86,7 @@ class Answerer:
     generator: Generator
     template: PromptTemplate
     settings: RetrievalSettings
+    answer_settings: AnswerSettings = field(default_factory=AnswerSettings)
 
     def answer(self, question: str, top_k: int, filters: Filters | None = None, adapter: str | None = None) -> Answer:
         *_, answer = self.stream(question, top_k, filters, adapter=adapter)
@@ -98,7 +117,7 @@ class Answerer:
     ) -> Iterator[str | Answer]:
         """`stream` for chunks already retrieved (the eval retrieves once for its metrics and the answer)."""
         timings = retrieval.timings_ms
-        context = select_context(retrieval.chunks, self.settings)
+        context = select_context(retrieval.chunks, question, self.settings)
         if not context:
             # Nothing relevant: say so without spending a generation on it.
             yield NO_ANSWER
@@ -113,5 +132,29 @@ class Answerer:
         text = "".join(pieces)
         if is_refusal(text):
             yield Answer(NO_ANSWER, [], timings)
-        else:
-            yield Answer(text, context, timings)
+            return
+        started = time.perf_counter()
+        answer = self._checked(question, text, context, timings)
+        timings["verify"] = round((time.perf_counter() - started) * 1000, 2)
+        yield answer
+
+    def _checked(self, question: str, text: str, context: list[RetrievedChunk], timings: dict[str, float]) -> Answer:
+        """The generated text verified against its blocks (answer.verify), with an evidence quote per cited block."""
+        settings = self.answer_settings
+        blocks = [found.chunk.text for found in context]
+        verdict = verify(text, question, blocks, settings.min_overlap)
+        embed = self.retriever.embedder.embed
+        if verdict.supported or settings.verify == "off":
+            quotes = best_quotes(question, text, blocks, verdict.cited_blocks, embed) if settings.quotes else {}
+            return Answer(text, context, timings, verdict.supported, quotes)
+        log.info(
+            "answer %r not backed by its blocks (%s): verify=%s", text, "; ".join(verdict.problems), settings.verify
+        )
+        if settings.verify == "strict":
+            return Answer(NO_ANSWER, [], timings, False, generated=text)
+        # verify == "quote": the sentence of any block that best answers the question stands in for the answer.
+        candidates = best_quotes(question, "", blocks, range(1, len(blocks) + 1), embed)
+        if not candidates:
+            return Answer(NO_ANSWER, [], timings, False, generated=text)
+        quote = max(candidates.values(), key=lambda q: q.score)
+        return Answer(f"{quote.text} [{quote.block}]", context, timings, False, {quote.block: quote}, text)

@@ -69,6 +69,9 @@ class RetrievalSettings(BaseModel):
     top_k: int = Field(4, gt=0)
     max_top_k: int = Field(20, gt=0)
     score_threshold: float = 0.386
+    # Abstention score = (1 - coverage_weight) * best cosine + coverage_weight * share of the question's
+    # words found in the top blocks; 0 uses the cosine alone.
+    coverage_weight: float = Field(0.0, ge=0, le=1)
     relative_margin: float = Field(0.1, ge=0)
 
 
@@ -76,6 +79,9 @@ class GeneratorSettings(BaseModel):
     model: str = "packaged:SmolLM2-135M-Instruct"
     device: Literal["auto", "cpu", "cuda"] = "auto"
     max_new_tokens: int = Field(96, gt=0)
+    max_sentences: int = Field(0, ge=0)  # stop once the answer has this many sentences; 0 = no limit
+    no_repeat_ngram_size: int = Field(0, ge=0)  # no n-gram twice within the answer (the prompt is exempt)
+    repetition_penalty: float = Field(1.0, gt=0)  # transformers' own: it also penalises copying the prompt
     temperature: float = Field(0.0, ge=0)
     top_p: float = Field(1.0, gt=0, le=1)
     top_k: int = Field(0, ge=0)
@@ -97,6 +103,14 @@ class GeneratorSettings(BaseModel):
         return self.default_adapter
 
 
+class AnswerSettings(BaseModel):
+    # strict: an answer its cited blocks do not back is replaced by the refusal; quote: by the block
+    # sentence that best answers the question; off: returned as generated (flagged "verified": false).
+    verify: Literal["strict", "quote", "off"] = "off"
+    min_overlap: float = Field(0.5, ge=0, le=1)  # share of the answer's content words found in its blocks
+    quotes: bool = True  # each cited block carries the sentence that best supports the answer
+
+
 class Settings(BaseSettings):
     """Nested sections; RAG_DATA_DIR / RAG_HOST / RAG_PORT are shortcuts for the common three."""
 
@@ -108,6 +122,7 @@ class Settings(BaseSettings):
     embedding: EmbeddingSettings = EmbeddingSettings()
     retrieval: RetrievalSettings = RetrievalSettings()
     generator: GeneratorSettings = GeneratorSettings()
+    answer: AnswerSettings = AnswerSettings()
 
     data_dir: Path | None = None
     host: str | None = None

@@ -21,6 +21,8 @@ from transformers import (
     AutoModelForCausalLM,
     AutoTokenizer,
     GenerationConfig,
+    LogitsProcessor,
+    LogitsProcessorList,
     PreTrainedModel,
     PreTrainedTokenizerBase,
     StoppingCriteria,
@@ -105,6 +107,8 @@ class TransformersGenerator:
         self.model_name = settings.model + (f"+{self.default_adapter}" if self.default_adapter else "")
         self.model = model.to(self.device).eval()
         self.generation_config = _generation_config(self.model, self.tokenizer, settings)
+        self.max_sentences = settings.max_sentences
+        self.no_repeat_ngram_size = settings.no_repeat_ngram_size
         self._lock = threading.Lock()
         elapsed = time.perf_counter() - started
         log.info("generator %s loaded on %s (%s) in %.1fs", self.model_name, self.device, dtype, elapsed)
@@ -129,6 +133,13 @@ class TransformersGenerator:
         # Set when the consumer stops early (closes this iterator); `stop` is the caller's own signal.
         halt = threading.Event()
         failure: list[Exception] = []
+        prompt_length = inputs["input_ids"].shape[1]
+        stopping = [_EventSet(halt, stop)]
+        if self.max_sentences:
+            stopping.append(_SentenceLimit(self.tokenizer, prompt_length, self.max_sentences))
+        processors = []
+        if self.no_repeat_ngram_size:
+            processors.append(_NoRepeatInAnswer(self.no_repeat_ngram_size, prompt_length))
 
         def run() -> None:
             try:
@@ -137,7 +148,8 @@ class TransformersGenerator:
                         **inputs,
                         generation_config=self.generation_config,
                         streamer=streamer,
-                        stopping_criteria=StoppingCriteriaList([_EventSet(halt, stop)]),
+                        stopping_criteria=StoppingCriteriaList(stopping),
+                        logits_processor=LogitsProcessorList(processors),
                     )
             except Exception as exc:  # re-raised in the consumer's thread, which would otherwise wait forever
                 failure.append(exc)
@@ -178,6 +190,49 @@ class _EventSet(StoppingCriteria):
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs: object) -> torch.BoolTensor:
         stopped = any(event.is_set() for event in self.events)
         return torch.full((input_ids.shape[0],), stopped, dtype=torch.bool, device=input_ids.device)
+
+
+class _SentenceLimit(StoppingCriteria):
+    """Stops once the answer holds `limit` sentences: a short answer, and no room for a loop."""
+
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, prompt_length: int, limit: int) -> None:
+        self.tokenizer, self.prompt_length, self.limit = tokenizer, prompt_length, limit
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs: object) -> torch.BoolTensor:
+        done = [
+            count_sentences(self.tokenizer.decode(row[self.prompt_length :], skip_special_tokens=True)) >= self.limit
+            for row in input_ids
+        ]
+        return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
+
+
+# A sentence ends with . ! or ? (and an optional citation) before a break; "3.5" or "e.g. x" do not end one.
+SENTENCE_END = re.compile(r"(?<!\be\.g)(?<!\bi\.e)[.!?](?:\s*\[\d+\])?(?=\s|$)")
+
+
+def count_sentences(text: str) -> int:
+    return len(SENTENCE_END.findall(text.strip()))
+
+
+class _NoRepeatInAnswer(LogitsProcessor):
+    """Bans any token that would repeat an n-gram of the answer so far.
+
+    transformers' `no_repeat_ngram_size` counts the prompt too, which would forbid copying a phrase from
+    the context blocks: exactly what a grounded answer does."""
+
+    def __init__(self, size: int, prompt_length: int) -> None:
+        self.size, self.prompt_length = size, prompt_length
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        for row, ids in enumerate(input_ids[:, self.prompt_length :].tolist()):
+            if len(ids) < self.size:
+                continue
+            prefix = ids[len(ids) - self.size + 1 :]
+            banned = [
+                ids[i + self.size - 1] for i in range(len(ids) - self.size + 1) if ids[i : i + self.size - 1] == prefix
+            ]
+            scores[row, banned] = -float("inf")
+        return scores
 
 
 def _stripped(pieces: Iterator[str]) -> Iterator[str]:
@@ -287,6 +342,7 @@ def _generation_config(
 ) -> GenerationConfig:
     config = copy.deepcopy(model.generation_config)
     config.max_new_tokens = settings.max_new_tokens
+    config.repetition_penalty = settings.repetition_penalty
     if config.pad_token_id is None:
         eos = config.eos_token_id
         fallback = eos[0] if isinstance(eos, list) else eos

@@ -1,17 +1,63 @@
-"""BM25 over chunk text (bm25s), saved beside each FAISS generation so both always describe the same chunks."""
+"""Word-level matching: BM25 over chunk text (bm25s), saved beside each FAISS generation so both always
+describe the same chunks, and the content-word overlap that abstention, verification and quotes measure."""
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import bm25s
 import numpy as np
 import Stemmer
+from bm25s.stopwords import STOPWORDS_EN
 
 # Keep one-character tokens: "form PRC-7" must match "7", and amounts like "5 days" matter.
 TOKEN_PATTERN = r"(?u)\b\w+\b"
 _stemmer = Stemmer.Stemmer("english")
+
+
+WORD = re.compile(TOKEN_PATTERN)
+# Question words carry no topic: "what", "how" must not count as covered or uncovered terms.
+QUESTION_WORDS = frozenset(
+    ["what", "which", "who", "whom", "whose", "when", "where", "why", "how"]
+    + ["does", "do", "did", "can", "could", "should", "would"]
+)
+    [
+        "what",
+        "which",
+        "who",
+        "whom",
+        "whose",
+        "when",
+        "where",
+        "why",
+        "how",
+        "does",
+        "do",
+        "did",
+        "can",
+        "could",
+        "should",
+        "would",
+    ]
+)
+IGNORED_TERMS = frozenset(STOPWORDS_EN) | QUESTION_WORDS
+
+
+def content_terms(text: str) -> set[str]:
+    """Stemmed, lower-cased words of `text` without stop words: what lexical overlap is measured on."""
+    words = [w for w in WORD.findall(text.lower()) if w not in IGNORED_TERMS]
+    return set(_stemmer.stemWords(words))
+
+
+def coverage(question: str, texts: list[str]) -> float:
+    """Share of the question's content terms found in `texts` (1.0 for a question without any)."""
+    wanted = content_terms(question)
+    if not wanted:
+        return 1.0
+    found = set().union(*(content_terms(text) for text in texts)) if texts else set()
+    return len(wanted & found) / len(wanted)
 
 
 def _tokenize(texts: list[str]) -> bm25s.tokenization.Tokenized:

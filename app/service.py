@@ -62,4 +62,5 @@ def build_answerer(settings: Settings, store: Store, index: LiveIndex) -> Answer
         generator=load_generator(settings.generator, settings.storage.model_cache_dir),
         template=load_template(settings.generator.prompt_template),
         settings=retrieval,
+        answer_settings=settings.answer,
     )

@@ -80,7 +80,9 @@ def evaluate_mode(
         if question.answerable:
             ranks.append(first_hit_rank([is_hit(found, question) for found in retrieval.chunks]))
         if retrieval_only:
-            abstained.append(not select_context(retrieval.chunks, settings.retrieval))  # as /ask decides
+            abstained.append(
+                not select_context(retrieval.chunks, question.question, settings.retrieval)
+            )  # as /ask decides
         else:
             # The answer reads the first top_k of these chunks, as /ask would have retrieved them.
             top = Retrieval(retrieval.chunks[: settings.retrieval.top_k], retrieval.timings_ms)

@@ -7,7 +7,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from app.answering import Answer
 from app.generation import AdapterInfo
+from app.quotes import Quote
 from app.retrieval import RetrievedChunk
 from app.store import Document
 
@@ -67,15 +69,22 @@ class AskRequest(BaseModel):
     )
 
 
+class QuoteOut(BaseModel):
+    text: str = Field(description="The sentence of the chunk that best supports the answer")
+    start: int = Field(description="Offset of the quote in the citation's `text`: text[start:end] == quote")
+    end: int
+
+
 class Citation(BaseModel):
     document_id: str
     filename: str
     section: str = Field(description='Heading path of the chunk, e.g. "Refund Policy > Eligibility"')
     text: str
     score: float = Field(description="Cosine similarity of question and chunk")
+    quote: QuoteOut | None = Field(None, description="Evidence inside `text`, for the blocks the answer cites")
 
     @classmethod
-    def of(cls, found: RetrievedChunk) -> Citation:
+    def of(cls, found: RetrievedChunk, quote: Quote | None = None) -> Citation:
         chunk = found.chunk
         return cls(
             document_id=chunk.document_id,
@@ -83,11 +92,20 @@ class Citation(BaseModel):
             section=chunk.section,
             text=chunk.text,
             score=round(found.score, 4),
+            quote=QuoteOut(text=quote.text, start=quote.start, end=quote.end) if quote else None,
         )
+
+    @classmethod
+    def all_of(cls, answer: Answer) -> list[Citation]:
+        return [cls.of(found, answer.quotes.get(n)) for n, found in enumerate(answer.citations, start=1)]
 
 
 class AskResponse(BaseModel):
     answer: str
+    verified: bool = Field(
+        description="Whether the generated answer was backed by its cited blocks; when false, `answer` is the "
+        "replacement answer.verify chose (a quote or the refusal), unless verification is off"
+    )
     citations: list[Citation] = Field(description="The context blocks the answer was built from, as [1], [2]...")
     timings_ms: dict[str, float]
 

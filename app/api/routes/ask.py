@@ -20,7 +20,8 @@ log = logging.getLogger(__name__)
 router = APIRouter(tags=["ask"])
 
 STREAM_DESCRIPTION = """With `"stream": true`: `text/event-stream`, one `event: token` per generated piece
-(`data: {"text": ...}`), then `event: done` with the same object as the JSON answer, or `event: error`
+(`data: {"text": ...}`), then `event: done` with the same object as the JSON answer (its `answer` is the
+verified one, which may replace the streamed text: see `verified`), or `event: error`
 (`data: {"detail": ...}`) when answering fails after the stream started."""
 
 
@@ -50,8 +51,9 @@ def ask(
 
 
 def _response(answer: Answer) -> AskResponse:
-    citations = [Citation.of(found) for found in answer.citations]
-    return AskResponse(answer=answer.text, citations=citations, timings_ms=answer.timings_ms)
+    return AskResponse(
+        answer=answer.text, verified=answer.verified, citations=Citation.all_of(answer), timings_ms=answer.timings_ms
+    )
 
 
 async def _events(

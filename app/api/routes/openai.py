@@ -152,15 +152,17 @@ def chat_completions(
     return ChatCompletion(
         **head,
         choices=[Choice(message=AssistantMessage(content=answer.text + sources_block(answer)))],
-        citations=[Citation.of(found) for found in answer.citations],
+        citations=Citation.all_of(answer),
     )
 
 
 def sources_block(answer: Answer) -> str:
-    lines = [
-        f"[{n}] {found.chunk.filename}" + (f" — {found.chunk.section}" if found.chunk.section else "")
-        for n, found in enumerate(answer.citations, start=1)
-    ]
+    """`[n] filename — section`, and under each cited block its evidence quote."""
+    lines = []
+    for n, found in enumerate(answer.citations, start=1):
+        lines.append(f"[{n}] {found.chunk.filename}" + (f" — {found.chunk.section}" if found.chunk.section else ""))
+        if n in answer.quotes:
+            lines.append(f'    "{answer.quotes[n].text}"')
     return "\n\nSources:\n" + "\n".join(lines) if lines else ""
 
 
@@ -180,9 +182,11 @@ async def _chunks(
             if not isinstance(item, Answer):
                 yield chunk({"content": item})
                 continue
+            if item.generated is not None:  # the streamed text failed verification: say what replaces it
+                yield chunk({"content": f"\n\nNot backed by the documents; instead: {item.text}"})
             if item.citations:
                 yield chunk({"content": sources_block(item)})
-            citations = [Citation.of(found).model_dump() for found in item.citations]
+            citations = [citation.model_dump() for citation in Citation.all_of(item)]
             yield chunk({}, "stop", citations=citations)
     except RagError as exc:
         yield sse_event({"error": {"message": str(exc), "type": "server_error", "code": None}})

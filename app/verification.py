@@ -1,0 +1,77 @@
+"""Checks a generated answer against the blocks it cites: exact facts must be there, and most of its words."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from app.lexical import content_terms
+
+CITATION = re.compile(r"\[(\d{1,2})\]")
+# Exact facts a reader can invent: each must occur in a cited block, character for character (case aside).
+NUMBER = re.compile(r"(?<![\w.])\d+(?:[.,:/-]\d+)*")
+QUOTED = re.compile(r"\"([^\"\n]{2,80})\"|“([^”\n]{2,80})”|`([^`\n]{1,80})`")
+PATH = re.compile(r"(?<![\w.])(?:~|\.{1,2})?/[\w.-]+(?:/[\w.-]+)*")
+# Code-like names: dotted or snake_case names, calls, and codes mixing letters with digits (LV-7, utf8).
+IDENTIFIER = re.compile(
+    r"\b[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+(?:\(\))?|\b\w+\(\)|\b[A-Za-z]*_\w+\b|\b[A-Za-z]+-?\d+[A-Za-z\d]*\b"
+)
+SPACES = re.compile(r"\s+")
+ABBREVIATIONS = frozenset({"e.g", "i.e", "a.m", "p.m", "etc"})
+
+
+@dataclass(frozen=True)
+class Verdict:
+    supported: bool
+    problems: list[str]  # why not, for the log: each unsupported fact, or the overlap that was too low
+    cited_blocks: list[int]  # 1-based numbers of the blocks the answer was checked against
+
+
+def cited_blocks(answer: str, block_count: int) -> list[int]:
+    """The [n] the answer cites that exist; all blocks when it cites none (it was given all of them)."""
+    cited = sorted({int(n) for n in CITATION.findall(answer) if 1 <= int(n) <= block_count})
+    return cited or list(range(1, block_count + 1))
+
+
+def exact_facts(answer: str) -> list[str]:
+    """Numbers, dates, versions, paths, identifiers and quoted names in the answer (citations excluded)."""
+    text = CITATION.sub(" ", answer)
+    quoted = [next(group for group in match.groups() if group) for match in QUOTED.finditer(text)]
+    facts = [*quoted, *PATH.findall(text), *IDENTIFIER.findall(text), *NUMBER.findall(text)]
+    cleaned = (fact.strip().rstrip(".,;:") for fact in facts)
+    return list(dict.fromkeys(fact for fact in cleaned if fact and fact.lower() not in ABBREVIATIONS))
+
+
+def _normalized(text: str) -> str:
+    return SPACES.sub(" ", text.lower())
+
+
+def _occurs(fact: str, text: str) -> bool:
+    """`fact` in `text`, not as part of a longer number ("30" is not in "300" nor in "1.30")."""
+    pattern = re.escape(_normalized(fact))
+    if fact[:1].isdigit():
+        pattern = rf"(?<![\d.,]){pattern}"
+    if fact[-1:].isdigit():
+        pattern = rf"{pattern}(?![\d]|[.,]\d)"
+    return re.search(pattern, text) is not None
+
+
+def verify(answer: str, question: str, blocks: Sequence[str], min_overlap: float) -> Verdict:
+    """Whether the blocks the answer cites back it up.
+
+    Every exact fact must occur in a cited block; at least `min_overlap` of the answer's content words
+    must occur there too; and the answer must add something to the question (not merely restate it)."""
+    cited = cited_blocks(answer, len(blocks))
+    evidence = _normalized(" ".join(blocks[n - 1] for n in cited))
+    problems = [f"{fact!r} is in no cited block" for fact in exact_facts(answer) if not _occurs(fact, evidence)]
+    words = content_terms(CITATION.sub(" ", answer))
+    if words:
+        overlap = len(words & content_terms(evidence)) / len(words)
+        if overlap < min_overlap:
+            problems.append(f"only {overlap:.0%} of its words are in the cited blocks")
+        if words <= content_terms(question):
+            problems.append("it only restates the question")
+    else:
+        problems.append("it says nothing")
+    return Verdict(not problems, problems, cited)
