@@ -23,25 +23,6 @@ QUESTION_WORDS = frozenset(
     ["what", "which", "who", "whom", "whose", "when", "where", "why", "how"]
     + ["does", "do", "did", "can", "could", "should", "would"]
 )
-    [
-        "what",
-        "which",
-        "who",
-        "whom",
-        "whose",
-        "when",
-        "where",
-        "why",
-        "how",
-        "does",
-        "do",
-        "did",
-        "can",
-        "could",
-        "should",
-        "would",
-    ]
-)
 IGNORED_TERMS = frozenset(STOPWORDS_EN) | QUESTION_WORDS
 
 
