@@ -14,7 +14,7 @@ from app.errors import InvalidRequest
 from app.generation import Generator, check_adapter
 from app.lexical import coverage
 from app.prompt import PromptTemplate, build_prompt
-from app.quotes import Quote, best_quotes
+from app.quotes import Embed, Quote, best_quotes
 from app.retrieval import Filters, Retrieval, RetrievedChunk, Retriever
 from app.verification import verify
 
@@ -134,27 +134,31 @@ class Answerer:
             yield Answer(NO_ANSWER, [], timings)
             return
         started = time.perf_counter()
-        answer = self._checked(question, text, context, timings)
+        answer = checked_answer(question, text, context, timings, self.answer_settings, self.retriever.embedder.embed)
         timings["verify"] = round((time.perf_counter() - started) * 1000, 2)
         yield answer
 
-    def _checked(self, question: str, text: str, context: list[RetrievedChunk], timings: dict[str, float]) -> Answer:
-        """The generated text verified against its blocks (answer.verify), with an evidence quote per cited block."""
-        settings = self.answer_settings
-        blocks = [found.chunk.text for found in context]
-        verdict = verify(text, question, blocks, settings.min_overlap)
-        embed = self.retriever.embedder.embed
-        if verdict.supported or settings.verify == "off":
-            quotes = best_quotes(question, text, blocks, verdict.cited_blocks, embed) if settings.quotes else {}
-            return Answer(text, context, timings, verdict.supported, quotes)
-        log.info(
-            "answer %r not backed by its blocks (%s): verify=%s", text, "; ".join(verdict.problems), settings.verify
-        )
-        if settings.verify == "strict":
-            return Answer(NO_ANSWER, [], timings, False, generated=text)
-        # verify == "quote": the sentence of any block that best answers the question stands in for the answer.
-        candidates = best_quotes(question, "", blocks, range(1, len(blocks) + 1), embed)
-        if not candidates:
-            return Answer(NO_ANSWER, [], timings, False, generated=text)
-        quote = max(candidates.values(), key=lambda q: q.score)
-        return Answer(f"{quote.text} [{quote.block}]", context, timings, False, {quote.block: quote}, text)
+
+def checked_answer(
+    question: str,
+    text: str,
+    context: list[RetrievedChunk],
+    timings: dict[str, float],
+    settings: AnswerSettings,
+    embed: Embed | None,
+) -> Answer:
+    """The generated text verified against its blocks (answer.verify), with an evidence quote per cited block."""
+    blocks = [found.chunk.text for found in context]
+    verdict = verify(text, question, blocks, settings.min_overlap)
+    if verdict.supported or settings.verify == "off":
+        quotes = best_quotes(question, text, blocks, verdict.cited_blocks, embed) if settings.quotes else {}
+        return Answer(text, context, timings, verdict.supported, quotes)
+    log.info("answer %r not backed by its blocks (%s): verify=%s", text, "; ".join(verdict.problems), settings.verify)
+    if settings.verify == "strict":
+        return Answer(NO_ANSWER, [], timings, False, generated=text)
+    # verify == "quote": the sentence of any block that best answers the question stands in for the answer.
+    candidates = best_quotes(question, "", blocks, range(1, len(blocks) + 1), embed)
+    if not candidates:
+        return Answer(NO_ANSWER, [], timings, False, generated=text)
+    quote = max(candidates.values(), key=lambda q: q.score)
+    return Answer(f"{quote.text} [{quote.block}]", context, timings, False, {quote.block: quote}, text)

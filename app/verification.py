@@ -75,3 +75,16 @@ def verify(answer: str, question: str, blocks: Sequence[str], min_overlap: float
     else:
         problems.append("it says nothing")
     return Verdict(not problems, problems, cited)
+
+
+def unsupported_numbers(answer: str, blocks: Sequence[str]) -> list[str]:
+    """Numbers of the answer that occur in none of the blocks it cites (what `strict` must never return)."""
+    evidence = _normalized(" ".join(blocks[n - 1] for n in cited_blocks(answer, len(blocks))))
+    return [number for number in NUMBER.findall(CITATION.sub(" ", answer)) if not _occurs(number, evidence)]
+
+
+def repeats_a_sentence(answer: str) -> bool:
+    """Whether any sentence of the answer occurs twice (a decoding loop), ignoring case and citations."""
+    sentences = [" ".join(s.split()).lower() for s in re.split(r"(?<=[.!?])\s+|\n+", CITATION.sub("", answer))]
+    sentences = [s.rstrip(" .!?") for s in sentences if len(s) > 3]
+    return len(sentences) != len(set(sentences))

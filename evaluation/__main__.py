@@ -15,6 +15,17 @@ from evaluation.metrics import markdown_table
 from evaluation.run import ModeResult, run_eval
 
 MODES = ["dense", "bm25", "hybrid"]
+ANSWER_COLUMNS = [
+    "contains",
+    "f1",
+    "exact_match",
+    "answered",
+    "cited_right",
+    "declined_unanswerable",
+    "looped",
+    "unsupported_number",
+    "verified",
+]
 
 
 def report_markdown(name: str, results: list[ModeResult], questions: int) -> str:
@@ -32,11 +43,16 @@ def report_markdown(name: str, results: list[ModeResult], questions: int) -> str
     if calibration:
         parts += [
             "### Calibrated threshold (best similarity below it: abstain)",
-            markdown_table(calibration, ["mode", "threshold", "precision", "recall", "f1", "accuracy"]),
+            markdown_table(
+                calibration, ["mode", "threshold", "precision", "recall", "f1", "accuracy", "roc_auc", "roc_auc_cosine"]
+            ),
         ]
-    answers = [{"mode": r.mode, **r.answers} for r in results if r.answers]
+    answers = [{"mode": r.mode, "verify": verify, **metrics} for r in results for verify, metrics in r.answers.items()]
     if answers:
-        parts += ["### Answers (SQuAD normalization)", markdown_table(answers, ["mode", "exact_match", "f1"])]
+        parts += [
+            "### Answers (contains: a gold answer in the answer; over answerable questions unless said)",
+            markdown_table(answers, ["mode", "verify", *ANSWER_COLUMNS]),
+        ]
     parts += ["### Latency (ms)", markdown_table(latency, ["mode", "stage", "p50", "p95", "n"])]
     return "\n\n".join(parts) + "\n"
 

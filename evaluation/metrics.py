@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import re
 import string
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from collections import Counter
 from collections.abc import Sequence
 from itertools import pairwise
@@ -41,6 +41,24 @@ def _token_f1(predicted: list[str], gold: list[str]) -> float:
         return 0.0
     precision, recall = same / len(predicted), same / len(gold)
     return 2 * precision * recall / (precision + recall)
+
+
+def contains_answer(prediction: str, golds: Sequence[str]) -> bool:
+    """Whether the prediction holds any gold answer as whole words, after SQuAD normalization."""
+    predicted = f" {normalize_answer(prediction)} "
+    return any(f" {normalize_answer(gold)} " in predicted for gold in golds if normalize_answer(gold))
+
+
+def roc_auc(positive_scores: Sequence[float], negative_scores: Sequence[float]) -> float:
+    """The chance that a random positive scores above a random negative (ties count half)."""
+    if not positive_scores or not negative_scores:
+        raise ValueError("ROC AUC needs scores of both classes")
+    negatives = sorted(negative_scores)
+    wins = sum(
+        bisect_left(negatives, p) + 0.5 * (bisect_right(negatives, p) - bisect_left(negatives, p))
+        for p in positive_scores
+    )
+    return wins / (len(positive_scores) * len(negatives))
 
 
 def first_hit_rank(retrieved: Sequence[bool]) -> int | None:

@@ -8,29 +8,34 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from app.answering import NO_ANSWER, Answerer, select_context
-from app.config import Settings
+from app.answering import NO_ANSWER, Answer, Answerer, abstention_score, checked_answer, select_context
+from app.config import AnswerSettings, Settings
 from app.embedding import Embedder
 from app.index import LiveIndex
 from app.retrieval import Retrieval, RetrievedChunk, Retriever
 from app.service import build_answerer
 from app.store import Store
 from app.uploads import accept_upload
+from app.verification import cited_blocks, repeats_a_sentence, unsupported_numbers
 from evaluation.datasets import EvalQuestion, EvalSet
 from evaluation.metrics import (
     abstention_report,
     calibrate_threshold,
+    contains_answer,
     exact_match,
     f1_score,
     first_hit_rank,
     latency_report,
     retrieval_report,
+    roc_auc,
 )
 from ingest.worker import Worker
 
 log = logging.getLogger(__name__)
 
 DEPTH = 10  # hit@10 needs ten results
+# Each generated answer is scored as generated (off) and as each verification mode would return it.
+VERIFY_MODES = ("off", "quote", "strict")
 
 
 @dataclass
@@ -39,7 +44,7 @@ class ModeResult:
     retrieval: dict[str, float]
     abstention: dict[str, float]
     calibration: dict[str, float]
-    answers: dict[str, float] = field(default_factory=dict)
+    answers: dict[str, dict[str, float]] = field(default_factory=dict)  # verify mode -> answer metrics
     latency_ms: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
@@ -71,46 +76,106 @@ def evaluate_mode(
     eval_set: EvalSet, settings: Settings, store: Store, answerer: Answerer | None, retrieval_only: bool
 ) -> ModeResult:
     retriever = answerer.retriever if answerer else _retriever(settings, store)
-    ranks, best_scores, abstained, timings = [], [], [], {}
-    answer_em, answer_f1 = [], []
+    top_k = settings.retrieval.top_k
+    ranks, abstention_scores, best_cosines, abstained, timings = [], [], [], [], {}
+    scored: dict[str, list[dict[str, float]]] = {mode: [] for mode in VERIFY_MODES}
     for question in tqdm(eval_set.questions, desc=settings.retrieval.mode, unit="q"):
         retrieval = retriever.search(question.question, DEPTH)
-        best = max((found.score for found in retrieval.chunks), default=-1.0)
-        best_scores.append(best)
+        top = Retrieval(retrieval.chunks[:top_k], retrieval.timings_ms)  # what /ask would have retrieved
+        abstention_scores.append(abstention_score(top.chunks, question.question, settings.retrieval))
+        best_cosines.append(max((found.score for found in top.chunks), default=-1.0))
         if question.answerable:
             ranks.append(first_hit_rank([is_hit(found, question) for found in retrieval.chunks]))
         if retrieval_only:
-            abstained.append(
-                not select_context(retrieval.chunks, question.question, settings.retrieval)
-            )  # as /ask decides
+            abstained.append(not select_context(top.chunks, question.question, settings.retrieval))  # as /ask does
         else:
-            # The answer reads the first top_k of these chunks, as /ask would have retrieved them.
-            top = Retrieval(retrieval.chunks[: settings.retrieval.top_k], retrieval.timings_ms)
             *_, answer = answerer.stream_from(question.question, top)
             abstained.append(answer.text == NO_ANSWER)
-            if question.answerable:
-                answer_em.append(exact_match(answer.text, question.answers))
-                answer_f1.append(f1_score(answer.text, question.answers))
+            for mode in VERIFY_MODES:
+                final = _verified(answer, question.question, mode, answerer)
+                scored[mode].append(score_answer(final, question))
         for stage, ms in retrieval.timings_ms.items():  # with "generate" when an answer was generated
             timings.setdefault(stage, []).append(ms)
     should_abstain = [not q.answerable for q in eval_set.questions]
-    answerable_scores = [s for s, q in zip(best_scores, eval_set.questions, strict=True) if q.answerable]
-    unanswerable_scores = [s for s, q in zip(best_scores, eval_set.questions, strict=True) if not q.answerable]
-    calibration: dict[str, float] = {}
-    if answerable_scores and unanswerable_scores:
-        value, quality = calibrate_threshold(answerable_scores, unanswerable_scores)
-        calibration = {"threshold": round(value, 4), **quality}
-    answers = {}
-    if answer_f1:
-        answers = {"exact_match": sum(answer_em) / len(answer_em), "f1": sum(answer_f1) / len(answer_f1)}
     return ModeResult(
         mode=settings.retrieval.mode,
         retrieval=retrieval_report(ranks),
         abstention=abstention_report(should_abstain, abstained),
-        calibration=calibration,
-        answers=answers,
+        calibration=_calibration(eval_set, abstention_scores, best_cosines),
+        answers={mode: answer_report(records) for mode, records in scored.items() if records},
         latency_ms=latency_report(timings),
     )
+
+
+def _calibration(eval_set: EvalSet, scores: list[float], cosines: list[float]) -> dict[str, float]:
+    """The best abstention threshold on this set for the configured score, and how well the scores separate."""
+    answerable = [s for s, q in zip(scores, eval_set.questions, strict=True) if q.answerable]
+    unanswerable = [s for s, q in zip(scores, eval_set.questions, strict=True) if not q.answerable]
+    if not answerable or not unanswerable:
+        return {}
+    value, quality = calibrate_threshold(answerable, unanswerable)
+    cosine_answerable = [s for s, q in zip(cosines, eval_set.questions, strict=True) if q.answerable]
+    cosine_unanswerable = [s for s, q in zip(cosines, eval_set.questions, strict=True) if not q.answerable]
+    return {
+        "threshold": round(value, 4),
+        **quality,
+        "roc_auc": roc_auc(answerable, unanswerable),
+        "roc_auc_cosine": roc_auc(cosine_answerable, cosine_unanswerable),
+    }
+
+
+def _verified(answer: Answer, question: str, mode: str, answerer: Answerer) -> Answer:
+    """The answer as verification mode `mode` would have returned it (the eval generates with verify off)."""
+    if mode == "off" or not answer.citations:
+        return answer
+    settings = answerer.answer_settings.model_copy(update={"verify": mode, "quotes": False})
+    return checked_answer(question, answer.text, answer.citations, {}, settings, answerer.retriever.embedder.embed)
+
+
+def score_answer(answer: Answer, question: EvalQuestion) -> dict[str, float]:
+    """What a user would notice about one answer: declined or not, the fact in it, the right block cited,
+    a loop, a number found in no cited block."""
+    declined = answer.text == NO_ANSWER
+    blocks = [found.chunk.text for found in answer.citations]
+    cited = [answer.citations[n - 1] for n in cited_blocks(answer.text, len(blocks))] if blocks else []
+    record = {
+        "answerable": float(question.answerable),
+        "declined": float(declined),
+        "looped": float(repeats_a_sentence(answer.text)),
+        "unsupported_number": float(bool(blocks) and bool(unsupported_numbers(answer.text, blocks))),
+        "verified": float(answer.verified),
+    }
+    if question.answerable:
+        record |= {
+            "contains": float(not declined and contains_answer(answer.text, question.answers)),
+            "f1": f1_score(answer.text, question.answers),
+            "exact_match": exact_match(answer.text, question.answers),
+            "cited_right": float(any(is_hit(found, question) for found in cited)),
+        }
+    return record
+
+
+def answer_report(records: list[dict[str, float]]) -> dict[str, float]:
+    """Shares over the answerable questions (fact in the answer, answered, right block cited, F1), the
+    unanswerable ones (declined) and all answers given (loops, unsupported numbers, verified)."""
+    answerable = [r for r in records if r["answerable"]]
+    unanswerable = [r for r in records if not r["answerable"]]
+    given = [r for r in records if not r["declined"]]
+
+    def share(rows: list[dict[str, float]], key: str) -> float:
+        return sum(r[key] for r in rows) / len(rows) if rows else 0.0
+
+    return {
+        "contains": share(answerable, "contains"),
+        "f1": share(answerable, "f1"),
+        "exact_match": share(answerable, "exact_match"),
+        "answered": 1 - share(answerable, "declined"),
+        "cited_right": share(answerable, "cited_right"),
+        "declined_unanswerable": share(unanswerable, "declined"),
+        "looped": share(given, "looped"),
+        "unsupported_number": share(given, "unsupported_number"),
+        "verified": share(given, "verified"),
+    }
 
 
 def _retriever(settings: Settings, store: Store) -> Retriever:
@@ -130,6 +195,8 @@ def run_eval(
         settings_for_mode = base.model_copy(deep=True)
         settings_for_mode.retrieval.mode = mode
         if not retrieval_only:
+            # Generated once with verification off; each mode's answer is derived from it (VERIFY_MODES).
+            settings_for_mode.answer = AnswerSettings(verify="off", quotes=False, min_overlap=base.answer.min_overlap)
             answerer = build_answerer(settings_for_mode, store, LiveIndex(base.storage.index_dir))
         results.append(evaluate_mode(eval_set, settings_for_mode, store, answerer, retrieval_only))
     return results
