@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import tempfile
 from dataclasses import fields
 from pathlib import Path
 
@@ -104,6 +105,48 @@ def run_data(args: argparse.Namespace, settings: Settings) -> None:
     )
 
 
+def run_reader_data(args: argparse.Namespace, settings: Settings) -> None:
+    """RAFT examples over several corpora (folders of questions.jsonl + documents/), each indexed on its own
+    by the real worker, so that distractors come from the same corpus as the oracle."""
+    from evaluation.datasets import load_eval_set
+    from evaluation.run import ingest
+
+    labels = None
+    if args.labels:
+        labels = {result.id: result.label for result in read_jsonl(args.labels, ProbeResult)}
+    template = load_template(settings.generator.prompt_template)
+    train_set, held_out = [], []
+    for corpus in args.corpus:
+        with tempfile.TemporaryDirectory(prefix="docqa-reader-") as data_dir:
+            corpus_settings = settings.model_copy(deep=True)
+            corpus_settings.storage.data_dir = Path(data_dir)
+            store = ingest(load_eval_set(corpus), corpus_settings)
+            retriever = Retriever(
+                Embedder(settings.embedding), LiveIndex(corpus_settings.storage.index_dir), store, settings.retrieval
+            )
+            pairs = load_pairs(corpus / "questions.jsonl", unanswerable=True)
+            examples = build_examples(
+                pairs,
+                store,
+                retriever,
+                template=template,
+                distractors=args.distractors,
+                no_oracle_share=args.no_oracle_share,
+                seed=args.seed,
+                labels=labels,
+            )
+            store.close()
+        train_part, held_part = split(examples, args.held_out, args.seed)
+        train_set += train_part
+        held_out += held_part
+        rows = [{"label": label, **counts} for label, counts in label_mix(examples).items()]
+        print(f"{corpus}: {len(examples)} examples from {len(pairs)} pairs")
+        print(markdown_table(rows, ["label", "oracle", "no_oracle"]))
+    write_jsonl(args.out / "train.jsonl", train_set)
+    write_jsonl(args.out / "held_out.jsonl", held_out)
+    print(f"{len(train_set)} train, {len(held_out)} held out, written to {args.out}/train.jsonl and held_out.jsonl")
+
+
 def run_train(args: argparse.Namespace, settings: Settings) -> None:
     # Flags are named after TrainConfig's fields; those left out keep the dataclass defaults.
     names = {f.name for f in fields(TrainConfig)}
@@ -163,6 +206,20 @@ def parser() -> argparse.ArgumentParser:
     data.add_argument("--held-out", type=float, default=0.2, help="share of examples held out for evaluation")
     data.add_argument("--seed", type=int, default=0)
     data.set_defaults(run=run_data)
+
+    reader = commands.add_parser(
+        "reader-data", help="RAFT examples over several corpora, each indexed by the worker (worker environment)"
+    )
+    reader.add_argument(
+        "--corpus", type=Path, action="append", required=True, help="folder: questions.jsonl, documents/"
+    )
+    reader.add_argument("--labels", type=Path, help="labels JSONL from `probe`")
+    reader.add_argument("--out", type=Path, required=True, help="folder for train.jsonl and held_out.jsonl")
+    reader.add_argument("--distractors", type=int, default=3)
+    reader.add_argument("--no-oracle-share", type=float, default=0.1, help="share of answerable pairs without oracle")
+    reader.add_argument("--held-out", type=float, default=0.15, help="share of examples held out for evaluation")
+    reader.add_argument("--seed", type=int, default=0)
+    reader.set_defaults(run=run_reader_data)
 
     fit = commands.add_parser("train", help="train a LoRA or prompt-tuning adapter on train.jsonl")
     fit.add_argument("--examples", type=Path, required=True, help="examples JSONL from `data`")

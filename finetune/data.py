@@ -20,11 +20,12 @@ from finetune.records import Example, KnowledgeLabel, QAPair
 log = logging.getLogger(__name__)
 
 
-def load_pairs(path: Path) -> list[QAPair]:
+def load_pairs(path: Path, unanswerable: bool = False) -> list[QAPair]:
     """Question/answer pairs from JSONL: `question`, `answer` (or the first of `answers`), `source`, `id`.
 
-    Lines marked `"answerable": false` (the eval set's format) are skipped: they have no answer to cite.
-    A pair without an id gets `pair-<line>`, so the probe and the data step name it alike."""
+    Lines marked `"answerable": false` (the eval set's format) are skipped, or with `unanswerable` kept
+    with an empty answer: build_examples makes them refusals. A pair without an id gets `pair-<line>`,
+    so the probe and the data step name it alike."""
     pairs = []
     with path.open(encoding="utf-8") as f:
         for line_number, line in enumerate(f, start=1):
@@ -32,6 +33,8 @@ def load_pairs(path: Path) -> list[QAPair]:
                 continue
             record = json.loads(line)
             if record.get("answerable") is False:
+                if unanswerable and record.get("question"):
+                    pairs.append(QAPair(record["question"], "", None, str(record.get("id") or f"pair-{line_number}")))
                 continue
             answer = record.get("answer") or (record.get("answers") or [None])[0]
             if not record.get("question") or not answer:
@@ -84,7 +87,7 @@ def pick_distractors(
 ) -> list[Chunk]:
     """Hard negatives first (retrieved for the question, but not holding its answer), then random chunks."""
     by_id = {c.id: c for c in chunks}
-    usable = {c.id for c in chunks if c.id not in excluded and not holds_answer(c, pair.answer)}
+    usable = {c.id for c in chunks if c.id not in excluded and not (pair.answer and holds_answer(c, pair.answer))}
     hard = [chunk_id for chunk_id in ranked if chunk_id in usable][:count]
     rest = sorted(usable - set(hard))
     picked = hard + rng.sample(rest, min(count - len(hard), len(rest)))
@@ -111,7 +114,8 @@ def build_examples(
     """One example per pair: oracle(s) + distractors, shuffled; a `no_oracle_share` gets distractors only.
 
     With a retriever, oracles follow the retrieval ranking and distractors are hard negatives;
-    without one, oracles are found by the answer text alone and distractors are random.
+    without one, oracles are found by the answer text alone and distractors are random. A pair without
+    an answer (an unanswerable question) gets what retrieval finds for it and the refusal as target.
 
     Knowledge labels (Gekhman et al. 2024) say which facts the base model does not know closed-book.
     Fine-tuning on such `Unknown` facts without their evidence teaches the model to make answers up.
@@ -130,6 +134,10 @@ def build_examples(
     skipped = 0
     for position, pair in enumerate(pairs):
         ranked = _ranking(retriever, pair.question)
+        if not pair.answer:  # a question the documents do not answer: refuse over what retrieval finds for it
+            blocks = pick_distractors(pair, chunks, ranked, set(), distractors + 1, rng)
+            examples.append(_example(pair, blocks, [], template, labels))
+            continue
         oracles, literal = find_oracles(pair, chunks, ranked)
         if not oracles:
             skipped += 1
