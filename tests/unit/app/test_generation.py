@@ -221,3 +221,25 @@ def test_an_unloadable_model_path_is_reported(tmp_path: Path) -> None:
     (tmp_path / "broken" / "config.json").write_text("{not json")
     with pytest.raises(ModelUnavailable, match="cannot load generator model"):
         load_generator(GeneratorSettings(model=str(tmp_path / "broken")), tmp_path)
+
+
+def test_sentences_are_counted_at_their_ends_not_at_decimals_or_abbreviations() -> None:
+    assert generation.count_sentences("It takes 3.5 days, e.g. for refunds [1].") == 1
+    assert generation.count_sentences("Yes. It takes 30 days [2]. And") == 2
+    assert generation.count_sentences("Still going") == 0
+
+
+def test_an_ngram_of_the_answer_is_never_generated_twice_but_the_prompt_may_be_copied() -> None:
+    blocker = generation._NoRepeatInAnswer(size=3, prompt_length=4)
+    # The prompt is 7 8 9 5; the answer so far is 5 6 7 5 6: after "5 6" only 7 is banned (it followed "5 6").
+    ids = torch.tensor([[7, 8, 9, 5, 5, 6, 7, 5, 6]])
+    scores = blocker(ids, torch.zeros(1, 10))
+    assert torch.isinf(scores[0, 7]) and int(torch.isinf(scores).sum()) == 1
+    # "9 5" occurs in the prompt and at the answer's end, yet nothing is banned: the prompt is exempt.
+    assert not torch.isinf(blocker(torch.tensor([[7, 8, 9, 5, 9, 5]]), torch.zeros(1, 10))).any()
+
+
+def test_a_sentence_limit_keeps_answers_short(cache_dir: Path) -> None:
+    short = load_generator(GeneratorSettings(max_new_tokens=96, max_sentences=1, no_repeat_ngram_size=4), cache_dir)
+    answer = short.generate(REFUND_PROMPT)
+    assert generation.count_sentences(answer) <= 1 and "30" in answer

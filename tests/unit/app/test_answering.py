@@ -1,0 +1,110 @@
+"""Answering without models: a scripted generator, so verification, quotes and abstention are seen directly."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from app.answering import NO_ANSWER, Answer, Answerer, abstention_score, select_context
+from app.config import AnswerSettings, RetrievalSettings
+from app.prompt import Message, PromptTemplate
+from app.retrieval import Retrieval, RetrievedChunk
+from app.store import Chunk
+
+TEMPLATE = PromptTemplate(system="Answer from the blocks.", user="{context}\n\nQuestion: {question}")
+REFUNDS = RetrievedChunk(
+    Chunk(1, "d1", "refunds.md", 0, "Refunds", "Refunds are accepted within 30 days of purchase. Keep the receipt."),
+    0.8,
+)
+QUESTION = "How many days do I have to ask for a refund?"
+
+
+class ScriptedGenerator:
+    """Streams a fixed reply in three-character pieces, as a real generator streams tokens."""
+
+    model_name = "scripted"
+    adapters = ()
+
+    def __init__(self, reply: str) -> None:
+        self.reply = reply
+
+    def generate(self, messages: list[Message], adapter: str | None = None) -> str:
+        return self.reply
+
+    def stream(
+        self, messages: list[Message], stop: threading.Event | None = None, adapter: str | None = None
+    ) -> Iterator[str]:
+        return iter([self.reply[i : i + 3] for i in range(0, len(self.reply), 3)])
+
+
+def embed(texts: list[str]) -> np.ndarray:
+    return np.ones((len(texts), 2)) / np.sqrt(2)
+
+
+def answerer(reply: str, verify: str = "strict", **retrieval: object) -> Answerer:
+    return Answerer(
+        retriever=SimpleNamespace(embedder=SimpleNamespace(embed=embed)),  # only its embedder is used here
+        generator=ScriptedGenerator(reply),
+        template=TEMPLATE,
+        settings=RetrievalSettings(**retrieval),
+        answer_settings=AnswerSettings(verify=verify),
+    )
+
+
+def ask(answering: Answerer, chunks: list[RetrievedChunk] | None = None) -> tuple[str, Answer]:
+    *pieces, answer = answering.stream_from(QUESTION, Retrieval([REFUNDS] if chunks is None else chunks))
+    return "".join(pieces), answer
+
+
+@pytest.mark.parametrize("verify", ["strict", "quote", "off"])
+def test_a_supported_answer_is_kept_with_its_evidence_quote(verify: str) -> None:
+    streamed, answer = ask(answerer("Within 30 days [1].", verify))
+    assert streamed == answer.text == "Within 30 days [1]."
+    assert answer.verified and answer.generated is None
+    quote = answer.quotes[1]
+    assert quote.text == "Refunds are accepted within 30 days of purchase."
+    assert REFUNDS.chunk.text[quote.start : quote.end] == quote.text
+
+
+def test_strict_replaces_an_invented_number_with_the_refusal() -> None:
+    streamed, answer = ask(answerer("Within 45 days [1].", "strict"))
+    assert streamed == "Within 45 days [1]."  # the tokens stream as generated ...
+    assert (answer.text, answer.verified, answer.citations) == (NO_ANSWER, False, [])  # ... the answer is checked
+    assert answer.generated == "Within 45 days [1]."
+
+
+def test_quote_replaces_an_invented_number_with_the_best_block_sentence() -> None:
+    _, answer = ask(answerer("Within 45 days [1].", "quote"))
+    assert answer.text == "Refunds are accepted within 30 days of purchase. [1]"
+    assert not answer.verified and answer.citations == [REFUNDS]
+
+
+def test_off_returns_the_answer_as_generated_but_flags_it() -> None:
+    _, answer = ask(answerer("Within 45 days [1].", "off"))
+    assert (answer.text, answer.verified) == ("Within 45 days [1].", False)
+
+
+def test_a_refusal_of_the_generator_is_the_refusal_sentence() -> None:
+    _, answer = ask(answerer("The document does not contain the answer to that."))
+    assert (answer.text, answer.citations) == (NO_ANSWER, [])
+
+
+def test_below_the_threshold_nothing_is_generated() -> None:
+    streamed, answer = ask(answerer("Within 30 days [1].", score_threshold=0.9))
+    assert streamed == answer.text == NO_ANSWER
+
+
+def test_word_coverage_lifts_a_low_similarity_that_names_the_question_terms() -> None:
+    weak = RetrievedChunk(REFUNDS.chunk, 0.30)
+    question = "refunds accepted days purchase"
+    cosine_only = RetrievalSettings(score_threshold=0.4, coverage_weight=0.0)
+    mixed = RetrievalSettings(score_threshold=0.4, coverage_weight=0.5)
+    assert abstention_score([weak], question, cosine_only) == pytest.approx(0.30)
+    assert abstention_score([weak], question, mixed) == pytest.approx(0.5 * 0.30 + 0.5 * 1.0)
+    assert select_context([weak], question, cosine_only) == []
+    assert select_context([weak], question, mixed) == [weak]
+    assert abstention_score([weak], "quarterly bonus payout schedule", mixed) == pytest.approx(0.15)
