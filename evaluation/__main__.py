@@ -78,9 +78,15 @@ def main() -> None:
     args.report.mkdir(parents=True, exist_ok=True)
     stem = f"{eval_set.name}{'-retrieval' if args.retrieval_only else ''}"
     (args.report / f"{stem}.md").write_text(markdown)
-    (args.report / f"{stem}.json").write_text(json.dumps([asdict(r) for r in results], indent=2))
+    summaries = [{k: v for k, v in asdict(r).items() if k != "answer_log"} for r in results]
+    (args.report / f"{stem}.json").write_text(json.dumps(summaries, indent=2))
+    with (args.report / f"{stem}-answers.jsonl").open("w", encoding="utf-8") as f:
+        for result in results:
+            f.writelines(
+                json.dumps({"mode": result.mode, **row}, ensure_ascii=False) + "\n" for row in result.answer_log
+            )
     print(markdown)
-    print(f"Written to {args.report / stem}.md and .json")
+    print(f"Written to {args.report / stem}.md, .json and -answers.jsonl")
 
 
 if __name__ == "__main__":

@@ -46,6 +46,8 @@ class ModeResult:
     calibration: dict[str, float]
     answers: dict[str, dict[str, float]] = field(default_factory=dict)  # verify mode -> answer metrics
     latency_ms: dict[str, dict[str, float]] = field(default_factory=dict)
+    # One row per question and verify mode: the answer, the blocks it cites and its scores (for reading the errors).
+    answer_log: list[dict[str, object]] = field(default_factory=list)
 
 
 def ingest(eval_set: EvalSet, settings: Settings) -> Store:
@@ -79,6 +81,7 @@ def evaluate_mode(
     top_k = settings.retrieval.top_k
     ranks, abstention_scores, best_cosines, abstained, timings = [], [], [], [], {}
     scored: dict[str, list[dict[str, float]]] = {mode: [] for mode in VERIFY_MODES}
+    answer_log: list[dict[str, object]] = []
     for question in tqdm(eval_set.questions, desc=settings.retrieval.mode, unit="q"):
         retrieval = retriever.search(question.question, DEPTH)
         top = Retrieval(retrieval.chunks[:top_k], retrieval.timings_ms)  # what /ask would have retrieved
@@ -94,6 +97,7 @@ def evaluate_mode(
             for mode in VERIFY_MODES:
                 final = _verified(answer, question.question, mode, answerer)
                 scored[mode].append(score_answer(final, question))
+                answer_log.append(_logged(question, mode, final, scored[mode][-1]))
         for stage, ms in retrieval.timings_ms.items():  # with "generate" when an answer was generated
             timings.setdefault(stage, []).append(ms)
     should_abstain = [not q.answerable for q in eval_set.questions]
@@ -104,7 +108,23 @@ def evaluate_mode(
         calibration=_calibration(eval_set, abstention_scores, best_cosines),
         answers={mode: answer_report(records) for mode, records in scored.items() if records},
         latency_ms=latency_report(timings),
+        answer_log=answer_log,
     )
+
+
+def _logged(question: EvalQuestion, verify: str, answer: Answer, scores: dict[str, float]) -> dict[str, object]:
+    blocks = [found.chunk.text for found in answer.citations]
+    cited = cited_blocks(answer.text, len(blocks)) if blocks else []
+    return {
+        "id": question.id,
+        "question": question.question,
+        "gold": list(question.answers),
+        "verify": verify,
+        "answer": answer.text,
+        "generated": answer.generated,
+        "cited_blocks": [blocks[n - 1] for n in cited],
+        **scores,
+    }
 
 
 def _calibration(eval_set: EvalSet, scores: list[float], cosines: list[float]) -> dict[str, float]:

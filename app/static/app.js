@@ -73,6 +73,21 @@ function answerWithLinks(turn, answer, citationCount) {
   });
 }
 
+// The chunk text with its evidence quote (text[start:end]) highlighted, when the answer cites it.
+function sourceText(c) {
+  const q = c.quote;
+  if (!q || q.start < 0 || q.end > c.text.length || q.start >= q.end) {
+    return el("blockquote", { class: "source-text", text: c.text });
+  }
+  return el(
+    "blockquote",
+    { class: "source-text" },
+    c.text.slice(0, q.start),
+    el("mark", { class: "quote", text: c.text.slice(q.start, q.end) }),
+    c.text.slice(q.end),
+  );
+}
+
 function renderSources(turn, citations) {
   if (!citations.length) return;
   const list = el("ol", { class: "source-list" });
@@ -85,7 +100,7 @@ function renderSources(turn, citations) {
       c.section ? el("span", { class: "source-section", text: c.section }) : null,
       el("span", { class: "source-score", text: `score ${Number(c.score).toFixed(2)}` }),
     );
-    const details = el("details", {}, summary, el("blockquote", { class: "source-text", text: c.text }));
+    const details = el("details", {}, summary, sourceText(c));
     list.append(el("li", { id: `${turn.id}-source-${i + 1}`, class: "source" }, details));
   });
   turn.sources.append(el("h3", { class: "sources-title", text: "Sources" }), list);
@@ -94,6 +109,10 @@ function renderSources(turn, citations) {
 function finishTurn(turn, body) {
   const citations = body.citations || [];
   turn.answer.replaceChildren(...answerWithLinks(turn, body.answer, citations.length));
+  if (body.verified === false && body.answer !== turn.text) {
+    // The streamed text was not backed by the sources: the server replaced it (answer.verify).
+    turn.answer.append(el("p", { class: "replaced", text: "The generated answer was not backed by the sources, so it was replaced." }));
+  }
   renderSources(turn, citations);
   const ms = body.timings_ms ? Object.values(body.timings_ms).reduce((a, b) => a + b, 0) : null;
   turn.state.textContent = ms === null ? "" : `Answered in ${(ms / 1000).toFixed(1)} s`;

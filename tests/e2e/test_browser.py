@@ -117,3 +117,33 @@ def test_streamed_events_render_tokens_then_sources(page: Page) -> None:
     expect(turn.locator(".answer")).to_have_text("It is 16 weeks [1].")
     expect(turn.locator(".answer a.cite")).to_have_attribute("href", re.compile(r"#turn-\d+-source-1$"))
     expect(turn.locator(".source-file")).to_have_text("a.md")
+
+
+def test_a_replaced_answer_is_shown_with_its_quote_highlighted_in_the_source(page: Page) -> None:
+    """The done event carries the verified answer: it replaces the streamed text, and the quote is marked."""
+    text = "Parents get leave. New parents receive 16 weeks of paid parental leave. Ask HR."
+    start = text.index("New parents")
+    quote = {"text": text[start : text.index("Ask HR") - 1], "start": start, "end": text.index("Ask HR") - 1}
+    citation = {"document_id": "d1", "filename": "a.md", "section": "A", "text": text, "score": 0.8, "quote": quote}
+    done = {
+        "answer": f"{quote['text']} [1]",
+        "verified": False,
+        "citations": [citation],
+        "timings_ms": {"generate": 5.0},
+    }
+    body = "".join(
+        f"event: {name}\ndata: {json.dumps(data)}\n\n"
+        for name, data in [("token", {"text": "It is 45 weeks [1]."}), ("done", done)]
+    )
+    page.route(
+        "**/ask", lambda route: route.fulfill(status=200, headers={"content-type": "text/event-stream"}, body=body)
+    )
+    page.fill("#question", QUESTION)
+    page.press("#question", "Enter")
+    turn = page.locator(".turn").last
+    expect(turn).to_have_attribute("data-state", "done")
+    expect(turn.locator(".answer")).to_contain_text("New parents receive 16 weeks of paid parental leave. [1]")
+    expect(turn.locator(".answer")).not_to_contain_text("45 weeks")
+    expect(turn.locator(".answer .replaced")).to_contain_text("not backed by the sources")
+    turn.locator(".source summary").click()
+    expect(turn.locator(".source-text mark.quote")).to_have_text(quote["text"])
