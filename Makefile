@@ -100,8 +100,8 @@ READER_OUT ?= adapters/reader
 READER_TRAIN_ARGS ?= --steps 300 --batch-size 8 --grad-accum 1 --lr 5e-4 --warmup-steps 20 --r 16 --alpha 32 --mlp --save-every 50
 reader: setup
 	$(API_PY) -m finetune probe $(foreach c,$(READER_CORPORA),--pairs $(c)/questions.jsonl) --out $(READER_OUT)/data/labels.jsonl $(PROBE_ARGS)
-	$(WORKER_PY) -m finetune reader-data $(foreach c,$(READER_CORPORA),--corpus $(c)) --labels $(READER_OUT)/data/labels.jsonl --out $(READER_OUT)/data
-	$(API_PY) -m finetune train --examples $(READER_OUT)/data/train.jsonl --out $(READER_OUT) $(READER_TRAIN_ARGS) $(TRAIN_ARGS)
+	$(WORKER_PY) -m finetune reader-data $(foreach c,$(READER_CORPORA),--corpus $(c)) --out $(READER_OUT)/data
+	$(API_PY) -m finetune train --examples $(READER_OUT)/data/train.jsonl --labels $(READER_OUT)/data/labels.jsonl --out $(READER_OUT) $(READER_TRAIN_ARGS) $(TRAIN_ARGS)
 	$(API_PY) -m finetune evaluate --examples $(READER_OUT)/data/held_out.jsonl --adapter $(READER_OUT) --general $(GENERAL)
 
 # Worker-side tests need dedoc, so they run in the worker's environment; the rest in the API's.

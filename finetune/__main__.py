@@ -6,7 +6,7 @@ import argparse
 import json
 import logging
 import tempfile
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 
 from app.config import Settings
@@ -152,6 +152,9 @@ def run_train(args: argparse.Namespace, settings: Settings) -> None:
     names = {f.name for f in fields(TrainConfig)}
     config = TrainConfig(**{k: v for k, v in vars(args).items() if k in names and v is not None})
     examples = read_jsonl(args.examples, Example)
+    if args.labels:  # the probe's knowledge labels, recorded per example and as a mix in the adapter card
+        known = {result.id: result.label for result in read_jsonl(args.labels, ProbeResult)}
+        examples = [replace(example, label=known.get(example.id, example.label)) for example in examples]
     result = train(settings.generator, settings.storage.model_cache_dir, examples, config, resume=args.resume)
     print(json.dumps(result, indent=2))
 
@@ -241,6 +244,7 @@ def parser() -> argparse.ArgumentParser:
     fit.add_argument("--warmup-steps", type=int)
     fit.add_argument("--save-every", type=int)
     fit.add_argument("--seed", type=int)
+    fit.add_argument("--labels", type=Path, help="labels JSONL from `probe`, copied onto the examples")
     fit.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
     fit.set_defaults(run=run_train)
 

@@ -32,6 +32,7 @@ from transformers import PreTrainedTokenizerBase
 
 from app.config import GeneratorSettings
 from app.generation import ADAPTER_CARD, TransformersGenerator
+from finetune.data import label_mix
 from finetune.records import Example
 
 log = logging.getLogger(__name__)
@@ -238,6 +239,7 @@ def train(
         "first_loss": _mean(losses[:LOSS_WINDOW]),
         "last_loss": _mean(losses[-LOSS_WINDOW:]),
         "examples": len(items),
+        "label_mix": label_mix(examples),
         "skipped_too_long": len(tokenized) - len(items),
         "trainable_parameters": trainable_count,
         "seconds": round(time.perf_counter() - started, 1),
@@ -257,6 +259,7 @@ def adapter_card(
         "method": config.method,
         "data_sha256": data_hash,
         "examples": result["examples"],
+        "label_mix": result["label_mix"],
         "parameters": {**asdict(config), "output": str(config.output), "learning_rate": config.learning_rate},
         "trainable_parameters": result["trainable_parameters"],
         "steps": result["steps"],
