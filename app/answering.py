@@ -16,7 +16,7 @@ from app.lexical import coverage
 from app.prompt import PromptTemplate, build_prompt
 from app.quotes import Embed, Quote, best_quotes
 from app.retrieval import Filters, Retrieval, RetrievedChunk, Retriever
-from app.verification import verify
+from app.verification import drop_repeated_sentences, verify
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +129,7 @@ class Answerer:
             pieces.append(piece)
             yield piece
         timings["generate"] = round((time.perf_counter() - started) * 1000, 2)
-        text = "".join(pieces)
+        text = drop_repeated_sentences("".join(pieces))
         if is_refusal(text):
             yield Answer(NO_ANSWER, [], timings)
             return

@@ -78,9 +78,9 @@ class RetrievalSettings(BaseModel):
 class GeneratorSettings(BaseModel):
     model: str = "packaged:SmolLM2-135M-Instruct"
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    max_new_tokens: int = Field(96, gt=0)
-    max_sentences: int = Field(0, ge=0)  # stop once the answer has this many sentences; 0 = no limit
-    no_repeat_ngram_size: int = Field(0, ge=0)  # no n-gram twice within the answer (the prompt is exempt)
+    max_new_tokens: int = Field(64, gt=0)
+    max_sentences: int = Field(2, ge=0)  # stop once the answer has this many sentences; 0 = no limit
+    no_repeat_ngram_size: int = Field(4, ge=0)  # no n-gram twice within the answer (the prompt is exempt)
     repetition_penalty: float = Field(1.0, gt=0)  # transformers' own: it also penalises copying the prompt
     temperature: float = Field(0.0, ge=0)
     top_p: float = Field(1.0, gt=0, le=1)

@@ -18,6 +18,7 @@ IDENTIFIER = re.compile(
     r"\b[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+(?:\(\))?|\b\w+\(\)|\b[A-Za-z]*_\w+\b|\b[A-Za-z]+-?\d+[A-Za-z\d]*\b"
 )
 SPACES = re.compile(r"\s+")
+SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+|\s*\n+\s*")
 ABBREVIATIONS = frozenset({"e.g", "i.e", "a.m", "p.m", "etc"})
 
 
@@ -83,8 +84,23 @@ def unsupported_numbers(answer: str, blocks: Sequence[str]) -> list[str]:
     return [number for number in NUMBER.findall(CITATION.sub(" ", answer)) if not _occurs(number, evidence)]
 
 
+def _sentence_key(sentence: str) -> str:
+    return " ".join(CITATION.sub("", sentence).split()).lower().rstrip(" .!?")
+
+
 def repeats_a_sentence(answer: str) -> bool:
     """Whether any sentence of the answer occurs twice (a decoding loop), ignoring case and citations."""
-    sentences = [" ".join(s.split()).lower() for s in re.split(r"(?<=[.!?])\s+|\n+", CITATION.sub("", answer))]
-    sentences = [s.rstrip(" .!?") for s in sentences if len(s) > 3]
-    return len(sentences) != len(set(sentences))
+    keys = [_sentence_key(s) for s in SENTENCE_BREAK.split(answer)]
+    keys = [key for key in keys if key]
+    return len(keys) != len(set(keys))
+
+
+def drop_repeated_sentences(answer: str) -> str:
+    """The answer with each sentence kept once: a short loop ("You can't. You can't.") slips past n-gram blocking."""
+    kept, seen = [], set()
+    for sentence in SENTENCE_BREAK.split(answer.strip()):
+        key = _sentence_key(sentence)
+        if key not in seen or not key:
+            kept.append(sentence)
+        seen.add(key)
+    return " ".join(kept)

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from app.verification import cited_blocks, exact_facts, repeats_a_sentence, unsupported_numbers, verify
+from app.verification import (
+    cited_blocks,
+    drop_repeated_sentences,
+    exact_facts,
+    repeats_a_sentence,
+    unsupported_numbers,
+    verify,
+)
 
 BLOCKS = [
     "Expense claims must be filed within 30 days of the purchase, using form EXP-4.",
@@ -71,3 +78,12 @@ def test_numbers_found_in_no_cited_block_are_listed() -> None:
 def test_a_repeated_sentence_is_a_loop() -> None:
     assert repeats_a_sentence("The fee is 5 euros. The fee is 5 euros. The fee is 5 euros.")
     assert not repeats_a_sentence("The fee is 5 euros [1]. It is paid monthly [1].")
+
+
+def test_a_short_loop_is_cut_to_one_sentence() -> None:
+    assert drop_repeated_sentences("You can't. You can't.") == "You can't."
+    assert (
+        drop_repeated_sentences("It is 5 euros [1]. It is 5 euros [2]. Paid monthly.")
+        == "It is 5 euros [1]. Paid monthly."
+    )
+    assert not repeats_a_sentence(drop_repeated_sentences("A b c. A b c. A b c."))
