@@ -97,7 +97,7 @@ finetune: setup
 # there is one), held-out evaluation. Resume an interrupted run with TRAIN_ARGS=--resume.
 READER_CORPORA := finetune/data/reader/policies finetune/data/reader/sqlite finetune/data/reader/postgresql
 READER_OUT ?= adapters/reader
-READER_TRAIN_ARGS ?= --steps 300 --batch-size 8 --grad-accum 1 --lr 5e-4 --warmup-steps 20 --r 16 --alpha 32 --mlp --save-every 50
+READER_TRAIN_ARGS ?= --steps 300 --batch-size 8 --grad-accum 1 --max-length 1536 --lr 5e-4 --warmup-steps 20 --r 16 --alpha 32 --mlp --save-every 50
 reader: setup
 	$(API_PY) -m finetune probe $(foreach c,$(READER_CORPORA),--pairs $(c)/questions.jsonl) --out $(READER_OUT)/data/labels.jsonl $(PROBE_ARGS)
 	$(WORKER_PY) -m finetune reader-data $(foreach c,$(READER_CORPORA),--corpus $(c)) --out $(READER_OUT)/data
