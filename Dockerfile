@@ -9,6 +9,7 @@ COPY pyproject.toml README.md Makefile ./
 COPY app app
 COPY ingest ingest
 COPY configs configs
+COPY adapters/reader adapters/reader
 # The CPU build of torch; drop TORCH_INDEX to get the CUDA build for a GPU host.
 ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
 ENV RAG_DATA_DIR=/data \

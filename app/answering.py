@@ -131,12 +131,25 @@ class Answerer:
         timings["generate"] = round((time.perf_counter() - started) * 1000, 2)
         text = drop_repeated_sentences("".join(pieces))
         if is_refusal(text):
-            yield Answer(NO_ANSWER, [], timings)
+            yield self._declined(question, text, context, timings)
             return
         started = time.perf_counter()
         answer = checked_answer(question, text, context, timings, self.answer_settings, self.retriever.embedder.embed)
         timings["verify"] = round((time.perf_counter() - started) * 1000, 2)
         yield answer
+
+    def _declined(self, question: str, text: str, context: list[RetrievedChunk], timings: dict[str, float]) -> Answer:
+        """The generator's refusal, unless retrieval is sure enough (answer.quote_over_refusal) that a block
+        answers: then that block's best sentence, marked unverified, since the reader declined."""
+        floor = self.answer_settings.quote_over_refusal
+        if floor is None or abstention_score(context, question, self.settings) < floor:
+            return Answer(NO_ANSWER, [], timings)
+        blocks = [found.chunk.text for found in context]
+        candidates = best_quotes(question, "", blocks, range(1, len(blocks) + 1), self.retriever.embedder.embed)
+        if not candidates:
+            return Answer(NO_ANSWER, [], timings)
+        quote = max(candidates.values(), key=lambda q: q.score)
+        return Answer(f"{quote.text} [{quote.block}]", context, timings, False, {quote.block: quote}, text)
 
 
 def checked_answer(

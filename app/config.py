@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -72,7 +72,7 @@ class RetrievalSettings(BaseModel):
     # Abstention score = (1 - coverage_weight) * best cosine + coverage_weight * share of the question's
     # words found in the top blocks; 0 uses the cosine alone.
     coverage_weight: float = Field(0.0, ge=0, le=1)
-    relative_margin: float = Field(0.1, ge=0)
+    relative_margin: float = Field(1.0, ge=0)
 
 
 class GeneratorSettings(BaseModel):
@@ -90,6 +90,12 @@ class GeneratorSettings(BaseModel):
     default_adapter: str | None = None
     adapter_path: Path | None = None
 
+    @field_validator("default_adapter", mode="before")
+    @classmethod
+    def _empty_is_base(cls, value: object) -> object:
+        """`RAG_GENERATOR__DEFAULT_ADAPTER=` (empty) answers with the base model."""
+        return None if value == "" else value
+
     def adapter_folders(self) -> dict[str, Path]:
         """Every adapter by name; the older single `adapter_path` counts as one named after its folder."""
         if self.adapter_path is None:
@@ -106,9 +112,12 @@ class GeneratorSettings(BaseModel):
 class AnswerSettings(BaseModel):
     # strict: an answer its cited blocks do not back is replaced by the refusal; quote: by the block
     # sentence that best answers the question; off: returned as generated (flagged "verified": false).
-    verify: Literal["strict", "quote", "off"] = "off"
+    verify: Literal["strict", "quote", "off"] = "quote"
     min_overlap: float = Field(0.5, ge=0, le=1)  # share of the answer's content words found in its blocks
     quotes: bool = True  # each cited block carries the sentence that best supports the answer
+    # When the generator declines although the abstention score is at least this, the best block sentence is
+    # returned instead (unverified); None always keeps the refusal.
+    quote_over_refusal: float | None = None
 
 
 class Settings(BaseSettings):

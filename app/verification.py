@@ -97,6 +97,8 @@ def repeats_a_sentence(answer: str) -> bool:
 
 def drop_repeated_sentences(answer: str) -> str:
     """The answer with each sentence kept once: a short loop ("You can't. You can't.") slips past n-gram blocking."""
+    if not repeats_a_sentence(answer):
+        return answer  # as generated, line breaks and all
     kept, seen = [], set()
     for sentence in SENTENCE_BREAK.split(answer.strip()):
         key = _sentence_key(sentence)

@@ -9,7 +9,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from app.answering import NO_ANSWER, Answer, Answerer, abstention_score, checked_answer, select_context
-from app.config import AnswerSettings, Settings
+from app.config import Settings
 from app.embedding import Embedder
 from app.index import LiveIndex
 from app.retrieval import Retrieval, RetrievedChunk, Retriever
@@ -97,7 +97,7 @@ def evaluate_mode(
             for mode in VERIFY_MODES:
                 final = _verified(answer, question.question, mode, answerer)
                 scored[mode].append(score_answer(final, question))
-                answer_log.append(_logged(question, mode, final, scored[mode][-1]))
+                answer_log.append(_logged(question, mode, final, scored[mode][-1]) | {"score": abstention_scores[-1]})
         for stage, ms in retrieval.timings_ms.items():  # with "generate" when an answer was generated
             timings.setdefault(stage, []).append(ms)
     should_abstain = [not q.answerable for q in eval_set.questions]
@@ -216,7 +216,7 @@ def run_eval(
         settings_for_mode.retrieval.mode = mode
         if not retrieval_only:
             # Generated once with verification off; each mode's answer is derived from it (VERIFY_MODES).
-            settings_for_mode.answer = AnswerSettings(verify="off", quotes=False, min_overlap=base.answer.min_overlap)
+            settings_for_mode.answer = base.answer.model_copy(update={"verify": "off", "quotes": False})
             answerer = build_answerer(settings_for_mode, store, LiveIndex(base.storage.index_dir))
         results.append(evaluate_mode(eval_set, settings_for_mode, store, answerer, retrieval_only))
     return results

@@ -52,6 +52,11 @@ class RunningService:
             "RAG_INGEST__POLL_SECONDS": "0.2",
             "RAG_INGEST__LEASE_SECONDS": "3",  # a killed worker's job is taken again within seconds
             "HF_HUB_OFFLINE": "1",  # proves nothing needs a model hub
+            # These tests check the service's plumbing against answers of the base generator on tiny documents,
+            # with the block margin it was tuned for. The shipped reader adapter (the default) is tested by name
+            # in test_adapters.py and with every shipped default on the unseen corpus (tests/eval).
+            "RAG_GENERATOR__DEFAULT_ADAPTER": "",
+            "RAG_RETRIEVAL__RELATIVE_MARGIN": "0.1",
             **(extra_env or {}),
         }
         self.processes: dict[str, subprocess.Popen] = {}

@@ -49,6 +49,7 @@ def adapter_client(adapter: Path, tmp_path_factory: pytest.TempPathFactory) -> I
     extra_env = {
         "RAG_GENERATOR__ADAPTERS": json.dumps({"policies": str(adapter)}),
         "RAG_GENERATOR__MAX_NEW_TOKENS": "24",  # enough to tell the answers apart
+        "RAG_ANSWER__VERIFY": "off",  # the random adapter's words are in no block: keep them, to compare
     }
     running = RunningService(tmp_path_factory.mktemp("adapter-data"), extra_env=extra_env)
     running.start()
@@ -70,10 +71,22 @@ def ask(client: httpx.Client, **extra: object) -> dict:
 
 
 def test_adapters_are_listed_with_their_cards(adapter_client: httpx.Client, adapter: Path) -> None:
-    listed = adapter_client.get("/adapters").json()
-    assert listed == {"adapters": [{"name": "policies", "path": str(adapter), "card": CARD, "default": False}]}
+    listed = {item["name"]: item for item in adapter_client.get("/adapters").json()["adapters"]}
+    assert listed["policies"] == {"name": "policies", "path": str(adapter), "card": CARD, "default": False}
+    shipped = listed["reader"]  # the adapter this project trains and ships, with its card
+    assert shipped["path"] == "adapters/reader" and shipped["card"]["base_model"] == "packaged:SmolLM2-135M-Instruct"
+    assert shipped["card"]["steps"] > 0 and len(shipped["card"]["data_sha256"]) == 64
     models = [model["id"] for model in adapter_client.get("/v1/models").json()["data"]]
-    assert models == ["docqa", "policies"]
+    assert models == ["docqa", "reader", "policies"]
+
+
+def test_the_shipped_reader_adapter_answers_with_the_fact_and_its_quote(adapter_client: httpx.Client) -> None:
+    answer = ask(adapter_client, adapter="reader")
+    assert "30 days" in answer["answer"] and answer["verified"] is True
+    cited = answer["citations"][0]
+    assert cited["filename"] == "refund_policy.md"
+    assert cited["text"][cited["quote"]["start"] : cited["quote"]["end"]] == cited["quote"]["text"]
+    assert "30 days" in cited["quote"]["text"]
 
 
 def test_the_adapter_named_in_a_request_changes_its_answer(adapter_client: httpx.Client) -> None:
@@ -108,4 +121,6 @@ def test_an_unknown_adapter_is_refused(adapter_client: httpx.Client) -> None:
     for stream in (False, True):
         response = adapter_client.post("/ask", json={"question": QUESTION, "adapter": "nope", "stream": stream})
         assert response.status_code == 404
-        assert response.json() == {"detail": "unknown adapter 'nope'; the adapters are: policies (GET /adapters)"}
+        assert response.json() == {
+            "detail": "unknown adapter 'nope'; the adapters are: reader, policies (GET /adapters)"
+        }

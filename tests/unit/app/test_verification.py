@@ -87,3 +87,4 @@ def test_a_short_loop_is_cut_to_one_sentence() -> None:
         == "It is 5 euros [1]. Paid monthly."
     )
     assert not repeats_a_sentence(drop_repeated_sentences("A b c. A b c. A b c."))
+    assert drop_repeated_sentences("One line.\n\nAnother line.") == "One line.\n\nAnother line."  # untouched
