@@ -144,12 +144,7 @@ class Answerer:
         floor = self.answer_settings.quote_over_refusal
         if floor is None or abstention_score(context, question, self.settings) < floor:
             return Answer(NO_ANSWER, [], timings)
-        blocks = [found.chunk.text for found in context]
-        candidates = best_quotes(question, "", blocks, range(1, len(blocks) + 1), self.retriever.embedder.embed)
-        if not candidates:
-            return Answer(NO_ANSWER, [], timings)
-        quote = max(candidates.values(), key=lambda q: q.score)
-        return Answer(f"{quote.text} [{quote.block}]", context, timings, False, {quote.block: quote}, text)
+        return quoted_answer(question, text, context, timings, self.retriever.embedder.embed)
 
 
 def checked_answer(
@@ -169,7 +164,15 @@ def checked_answer(
     log.info("answer %r not backed by its blocks (%s): verify=%s", text, "; ".join(verdict.problems), settings.verify)
     if settings.verify == "strict":
         return Answer(NO_ANSWER, [], timings, False, generated=text)
-    # verify == "quote": the sentence of any block that best answers the question stands in for the answer.
+    return quoted_answer(question, text, context, timings, embed)
+
+
+def quoted_answer(
+    question: str, text: str, context: list[RetrievedChunk], timings: dict[str, float], embed: Embed | None
+) -> Answer:
+    """The sentence of any block that best answers the question, standing in (unverified) for the generated
+    `text`; the refusal when no block has a sentence to offer."""
+    blocks = [found.chunk.text for found in context]
     candidates = best_quotes(question, "", blocks, range(1, len(blocks) + 1), embed)
     if not candidates:
         return Answer(NO_ANSWER, [], timings, False, generated=text)

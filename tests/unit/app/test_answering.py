@@ -45,13 +45,15 @@ def embed(texts: list[str]) -> np.ndarray:
     return np.ones((len(texts), 2)) / np.sqrt(2)
 
 
-def answerer(reply: str, verify: str = "strict", **retrieval: object) -> Answerer:
+def answerer(
+    reply: str, verify: str = "strict", quote_over_refusal: float | None = None, **retrieval: object
+) -> Answerer:
     return Answerer(
         retriever=SimpleNamespace(embedder=SimpleNamespace(embed=embed)),  # only its embedder is used here
         generator=ScriptedGenerator(reply),
         template=TEMPLATE,
         settings=RetrievalSettings(**retrieval),
-        answer_settings=AnswerSettings(verify=verify),
+        answer_settings=AnswerSettings(verify=verify, quote_over_refusal=quote_over_refusal),
     )
 
 
@@ -108,3 +110,12 @@ def test_word_coverage_lifts_a_low_similarity_that_names_the_question_terms() ->
     assert select_context([weak], question, cosine_only) == []
     assert select_context([weak], question, mixed) == [weak]
     assert abstention_score([weak], "quarterly bonus payout schedule", mixed) == pytest.approx(0.15)
+
+
+def test_a_refusal_over_a_block_retrieval_is_sure_of_becomes_its_best_quote() -> None:
+    refusal = "The documents do not contain the answer."
+    _, sure = ask(answerer(refusal, quote_over_refusal=0.7))  # the block's similarity is 0.8
+    assert sure.text == "Refunds are accepted within 30 days of purchase. [1]"
+    assert (sure.verified, sure.generated, sure.citations) == (False, refusal, [REFUNDS])
+    _, unsure = ask(answerer(refusal, quote_over_refusal=0.9))
+    assert (unsure.text, unsure.citations) == (NO_ANSWER, [])
