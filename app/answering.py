@@ -6,7 +6,7 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from app.config import AnswerSettings, RetrievalSettings
@@ -37,6 +37,33 @@ class Answer:
     )
     quotes: dict[int, Quote] = field(default_factory=dict)  # block number -> its best-supporting sentence
     generated: str | None = None  # what the generator wrote, when `text` replaced it
+
+
+class AnswerStream:
+    """One answer in the making: the blocks the generator reads, its text in pieces as they are generated
+    (iterate), then the finished, verified Answer (`finish`, which first reads whatever was not read)."""
+
+    def __init__(self, context: list[RetrievedChunk], tokens: Iterator[str], finish: Callable[[str], Answer]) -> None:
+        self.context = context
+        self._tokens = tokens
+        self._finish = finish
+        self._pieces: list[str] = []
+
+    def __iter__(self) -> Iterator[str]:
+        for piece in self._tokens:
+            self._pieces.append(piece)
+            yield piece
+
+    def finish(self) -> Answer:
+        for _ in self:
+            pass
+        return self._finish("".join(self._pieces))
+
+    def close(self) -> None:
+        """End the generation early (the reader went away)."""
+        close = getattr(self._tokens, "close", None)
+        if close is not None:
+            close()
 
 
 def abstention_score(chunks: list[RetrievedChunk], question: str, settings: RetrievalSettings) -> float:
@@ -89,11 +116,10 @@ class Answerer:
     answer_settings: AnswerSettings = field(default_factory=AnswerSettings)
 
     def answer(self, question: str, top_k: int, filters: Filters | None = None, adapter: str | None = None) -> Answer:
-        *_, answer = self.stream(question, top_k, filters, adapter=adapter)
-        return answer
+        return self.stream(question, top_k, filters, adapter=adapter).finish()
 
     def check_adapter(self, adapter: str | None) -> None:
-        """AdapterNotFound for a name the generator does not hold: call it before a stream starts."""
+        """AdapterNotFound for a name the generator does not hold: routes call it before anything starts."""
         check_adapter(adapter, self.generator.adapters)
 
     def stream(
@@ -103,40 +129,35 @@ class Answerer:
         filters: Filters | None = None,
         stop: threading.Event | None = None,
         adapter: str | None = None,
-    ) -> Iterator[str | Answer]:
-        """Yield the answer's text in pieces as they are generated, then the finished Answer, last.
-
-        The pieces join to the generated text; the Answer says NO_ANSWER instead when the generator
-        refused. Setting `stop` ends the generation early (a client went away). `adapter` names one of
-        the generator's adapters; None is its default."""
-        self.check_adapter(adapter)
-        yield from self.stream_from(question, self.retriever.search(question, top_k, filters), stop, adapter)
+    ) -> AnswerStream:
+        """Retrieve now; generate as the stream is read. Setting `stop` ends the generation early (a client
+        went away). `adapter` names one of the generator's adapters; None is its default."""
+        return self.stream_from(question, self.retriever.search(question, top_k, filters), stop, adapter)
 
     def stream_from(
         self, question: str, retrieval: Retrieval, stop: threading.Event | None = None, adapter: str | None = None
-    ) -> Iterator[str | Answer]:
+    ) -> AnswerStream:
         """`stream` for chunks already retrieved (the eval retrieves once for its metrics and the answer)."""
         timings = retrieval.timings_ms
         context = select_context(retrieval.chunks, question, self.settings)
         if not context:
             # Nothing relevant: say so without spending a generation on it.
-            yield NO_ANSWER
-            yield Answer(NO_ANSWER, [], timings)
-            return
+            return AnswerStream([], iter([NO_ANSWER]), lambda _: Answer(NO_ANSWER, [], timings))
         started = time.perf_counter()
-        pieces = []
-        for piece in self.generator.stream(build_prompt(self.template, question, context), stop, adapter):
-            pieces.append(piece)
-            yield piece
-        timings["generate"] = round((time.perf_counter() - started) * 1000, 2)
-        text = drop_repeated_sentences("".join(pieces))
-        if is_refusal(text):
-            yield self._declined(question, text, context, timings)
-            return
-        started = time.perf_counter()
-        answer = checked_answer(question, text, context, timings, self.answer_settings, self.retriever.embedder.embed)
-        timings["verify"] = round((time.perf_counter() - started) * 1000, 2)
-        yield answer
+        tokens = self.generator.stream(build_prompt(self.template, question, context), stop, adapter)
+
+        def finish(generated: str) -> Answer:
+            timings["generate"] = round((time.perf_counter() - started) * 1000, 2)
+            text = drop_repeated_sentences(generated)
+            if is_refusal(text):
+                return self._declined(question, text, context, timings)
+            checking = time.perf_counter()
+            embed = self.retriever.embedder.embed
+            answer = checked_answer(question, text, context, timings, self.answer_settings, embed)
+            timings["verify"] = round((time.perf_counter() - checking) * 1000, 2)
+            return answer
+
+        return AnswerStream(context, tokens, finish)
 
     def _declined(self, question: str, text: str, context: list[RetrievedChunk], timings: dict[str, float]) -> Answer:
         """The generator's refusal, unless retrieval is sure enough (answer.quote_over_refusal) that a block

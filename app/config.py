@@ -54,6 +54,8 @@ class IngestSettings(BaseModel):
 
 
 class EmbeddingSettings(BaseModel):
+    # fake: hashed word counts, no model; for tests and for working on the API and the chat page.
+    backend: Literal["sentence-transformers", "fake"] = "sentence-transformers"
     model: str = "packaged:all-MiniLM-L6-v2"
     batch_size: int = Field(32, gt=0)
     device: str = "cpu"
@@ -76,6 +78,8 @@ class RetrievalSettings(BaseModel):
 
 
 class GeneratorSettings(BaseModel):
+    # fake: answers with the context sentence that best matches the question, no model; for tests.
+    backend: Literal["transformers", "fake"] = "transformers"
     model: str = "packaged:SmolLM2-135M-Instruct"
     device: Literal["auto", "cpu", "cuda"] = "auto"
     max_new_tokens: int = Field(64, gt=0)

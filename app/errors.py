@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from typing import Any
+
 
 class RagError(Exception):
     """Base class: `status_code` is what the API answers, the message is for a person."""
@@ -45,3 +48,8 @@ class ModelUnavailable(RagError):
     """A configured model cannot be loaded (wrong path, packaged model missing or altered)."""
 
     status_code = 503
+
+
+def describe_validation_errors(errors: Sequence[Mapping[str, Any]]) -> str:
+    """pydantic's field-by-field errors as one sentence a person can act on: `body.question: Field required`."""
+    return "; ".join(f"{'.'.join(map(str, error['loc']))}: {error['msg']}" for error in errors)

@@ -1,4 +1,5 @@
-"""Index generations (FAISS + BM25): written atomically by the worker, swapped in by the API without a restart."""
+"""Index generations (FAISS + BM25): written atomically by the worker (IndexWriter), swapped in by the API
+without a restart (LiveIndex)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import faiss
 import numpy as np
 
 from app.lexical import LexicalIndex
+from app.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -163,3 +165,39 @@ class LiveIndex:
                     return self._snapshot
                 log.info("loaded index generation %d (%d chunks)", latest, self._snapshot.size)
             return self._snapshot
+
+
+class IndexWriter:
+    """Keeps the newest generation equal to the chunks in the store; one writer (the worker) at a time."""
+
+    def __init__(self, index_dir: Path, dim: int, keep: int = 2) -> None:
+        self.index_dir, self.dim, self.keep = index_dir, dim, keep
+        self._dense: faiss.IndexIDMap2 | None = None  # read from the newest generation at the first sync
+
+    def sync(self, store: Store) -> int | None:
+        """Write a new generation when the store's chunks differ from the index's; its number, else None."""
+        dense = self._dense if self._dense is not None else self._read_dense()
+        self._dense = dense
+        stored, indexed = store.chunk_ids(), index_ids(dense)
+        stale, missing = indexed - stored, stored - indexed
+        latest = latest_generation(self.index_dir)
+        if not stale and not missing and latest is not None and has_lexical(self.index_dir, latest):
+            return None
+        if stale:
+            dense.remove_ids(np.fromiter(sorted(stale), dtype=np.int64))
+        if missing:
+            ids, vectors = store.chunk_vectors(sorted(missing))
+            if len(ids):
+                dense.add_with_ids(vectors, ids)
+        # BM25 has no deletes: rebuilt from the store's texts, it matches the FAISS ids exactly.
+        lexical = LexicalIndex.build(*store.chunk_texts())
+        return write_generation(self.index_dir, dense, lexical, keep=self.keep)
+
+    def _read_dense(self) -> faiss.IndexIDMap2:
+        generation = latest_generation(self.index_dir)
+        if generation is not None:
+            dense = read_generation(self.index_dir, generation).dense
+            if dense.d == self.dim:
+                return dense
+            log.warning("index generation %d has dimension %d, the model %d: rebuilding", generation, dense.d, self.dim)
+        return new_index(self.dim)

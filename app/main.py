@@ -13,16 +13,19 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from app.api.routes import adapters, ask, documents, health, openai, pages
+from app.components import Models
 from app.config import Settings
-from app.errors import RagError
+from app.errors import RagError, describe_validation_errors
 from app.logs import request_id
 from app.service import Service
 
 
-def create_app(settings: Settings) -> FastAPI:
+def create_app(settings: Settings, models: Models | None = None) -> FastAPI:
+    """The app over `settings`; `models` already built (tests pass fakes) replace loading them in the background."""
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        service = Service(settings)
+        service = Service(settings, models)
         app.state.service = service
         service.start_loading()
         yield
@@ -49,8 +52,8 @@ def create_app(settings: Settings) -> FastAPI:
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         # One readable sentence first, FastAPI's field-by-field list after it.
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        return JSONResponse(status_code=422, content={"detail": problems, "errors": jsonable_encoder(exc.errors())})
+        content = {"detail": describe_validation_errors(exc.errors()), "errors": jsonable_encoder(exc.errors())}
+        return JSONResponse(status_code=422, content=content)
 
     @app.middleware("http")
     async def refuse_oversized_bodies(

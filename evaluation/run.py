@@ -9,11 +9,11 @@ from pathlib import Path
 from tqdm import tqdm
 
 from app.answering import NO_ANSWER, Answer, Answerer, abstention_score, checked_answer, select_context
+from app.components import build_answerer, build_reranker, build_retriever
 from app.config import Settings
-from app.embedding import Embedder
-from app.index import LiveIndex
+from app.embedding import Embedder, build_embedder
+from app.generation import build_generator
 from app.retrieval import Retrieval, RetrievedChunk, Retriever
-from app.service import build_answerer
 from app.store import Store
 from app.uploads import accept_upload
 from app.verification import cited_blocks, repeats_a_sentence, unsupported_numbers
@@ -50,12 +50,12 @@ class ModeResult:
     answer_log: list[dict[str, object]] = field(default_factory=list)
 
 
-def ingest(eval_set: EvalSet, settings: Settings) -> Store:
+def ingest(eval_set: EvalSet, settings: Settings, embedder: Embedder) -> Store:
     """Upload every document as POST /documents does, then let the real worker index them."""
     store = Store(settings.storage.database_path)
     for document in eval_set.documents:
         accept_upload(store, settings, document.filename, document.content)
-    worker = Worker(settings, store, Embedder(settings.embedding))
+    worker = Worker(settings, store, embedder)
     with tqdm(total=len(eval_set.documents), desc="ingest", unit="doc") as progress:
         while worker.run_once():
             done = sum(doc.status in ("indexed", "failed") for doc in store.list_documents())
@@ -75,9 +75,8 @@ def is_hit(found: RetrievedChunk, question: EvalQuestion) -> bool:
 
 
 def evaluate_mode(
-    eval_set: EvalSet, settings: Settings, store: Store, answerer: Answerer | None, retrieval_only: bool
+    eval_set: EvalSet, settings: Settings, retriever: Retriever, answerer: Answerer | None, retrieval_only: bool
 ) -> ModeResult:
-    retriever = answerer.retriever if answerer else _retriever(settings, store)
     top_k = settings.retrieval.top_k
     ranks, abstention_scores, best_cosines, abstained, timings = [], [], [], [], {}
     scored: dict[str, list[dict[str, float]]] = {mode: [] for mode in VERIFY_MODES}
@@ -92,7 +91,7 @@ def evaluate_mode(
         if retrieval_only:
             abstained.append(not select_context(top.chunks, question.question, settings.retrieval))  # as /ask does
         else:
-            *_, answer = answerer.stream_from(question.question, top)
+            answer = answerer.stream_from(question.question, top).finish()
             abstained.append(answer.text == NO_ANSWER)
             for mode in VERIFY_MODES:
                 final = _verified(answer, question.question, mode, answerer)
@@ -198,25 +197,24 @@ def answer_report(records: list[dict[str, float]]) -> dict[str, float]:
     }
 
 
-def _retriever(settings: Settings, store: Store) -> Retriever:
-    return Retriever(Embedder(settings.embedding), LiveIndex(settings.storage.index_dir), store, settings.retrieval)
-
-
 def run_eval(
     eval_set: EvalSet, data_dir: Path, modes: list[str], retrieval_only: bool, settings: Settings | None = None
 ) -> list[ModeResult]:
-    """Ingest into `data_dir` (a fresh folder) and evaluate each retrieval mode on the same index."""
+    """Ingest into `data_dir` (a fresh folder) and evaluate each retrieval mode on the same index and models."""
     base = settings or Settings()
-    base.storage.data_dir = data_dir
-    store = ingest(eval_set, base)
+    base = base.model_copy(update={"storage": base.storage.model_copy(update={"data_dir": data_dir})})
+    embedder = build_embedder(base.embedding)
+    store = ingest(eval_set, base, embedder)
+    generator = None if retrieval_only else build_generator(base.generator, base.storage.model_cache_dir)
+    reranker = build_reranker(base)
     results = []
-    answerer = None
     for mode in modes:
-        settings_for_mode = base.model_copy(deep=True)
-        settings_for_mode.retrieval.mode = mode
-        if not retrieval_only:
-            # Generated once with verification off; each mode's answer is derived from it (VERIFY_MODES).
-            settings_for_mode.answer = base.answer.model_copy(update={"verify": "off", "quotes": False})
-            answerer = build_answerer(settings_for_mode, store, LiveIndex(base.storage.index_dir))
-        results.append(evaluate_mode(eval_set, settings_for_mode, store, answerer, retrieval_only))
+        # Generated once with verification off; each verify mode's answer is derived from it (VERIFY_MODES).
+        unverified = base.answer.model_copy(update={"verify": "off", "quotes": False})
+        mode_settings = base.model_copy(
+            update={"retrieval": base.retrieval.model_copy(update={"mode": mode}), "answer": unverified}
+        )
+        retriever = build_retriever(mode_settings, store, embedder, reranker=reranker)
+        answerer = None if generator is None else build_answerer(mode_settings, retriever, generator)
+        results.append(evaluate_mode(eval_set, mode_settings, retriever, answerer, retrieval_only))
     return results

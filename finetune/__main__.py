@@ -9,13 +9,12 @@ import tempfile
 from dataclasses import fields, replace
 from pathlib import Path
 
+from app.components import build_retriever
 from app.config import Settings
-from app.embedding import Embedder
-from app.generation import TransformersGenerator
-from app.index import LiveIndex
+from app.embedding import build_embedder
+from app.generation.transformers_backend import TransformersGenerator
 from app.logs import configure_logging
 from app.prompt import load_template
-from app.retrieval import Retriever
 from app.store import Store
 from evaluation.metrics import markdown_table
 from finetune.data import build_examples, generate_pairs, indexed_chunks, label_mix, load_pairs, split
@@ -80,9 +79,7 @@ def run_data(args: argparse.Namespace, settings: Settings) -> None:
     if args.labels:
         labels = {result.id: result.label for result in read_jsonl(args.labels, ProbeResult)}
     store = open_store(settings)
-    retriever = Retriever(
-        Embedder(settings.embedding), LiveIndex(settings.storage.index_dir), store, settings.retrieval
-    )
+    retriever = build_retriever(settings, store, build_embedder(settings.embedding))
     pairs = load_pairs(args.pairs)
     examples = build_examples(
         pairs,
@@ -115,15 +112,14 @@ def run_reader_data(args: argparse.Namespace, settings: Settings) -> None:
     if args.labels:
         labels = {result.id: result.label for result in read_jsonl(args.labels, ProbeResult)}
     template = load_template(settings.generator.prompt_template)
+    embedder = build_embedder(settings.embedding)
     train_set, held_out = [], []
     for corpus in args.corpus:
         with tempfile.TemporaryDirectory(prefix="docqa-reader-") as data_dir:
-            corpus_settings = settings.model_copy(deep=True)
-            corpus_settings.storage.data_dir = Path(data_dir)
-            store = ingest(load_eval_set(corpus), corpus_settings)
-            retriever = Retriever(
-                Embedder(settings.embedding), LiveIndex(corpus_settings.storage.index_dir), store, settings.retrieval
-            )
+            storage = settings.storage.model_copy(update={"data_dir": Path(data_dir)})
+            corpus_settings = settings.model_copy(update={"storage": storage})
+            store = ingest(load_eval_set(corpus), corpus_settings, embedder)
+            retriever = build_retriever(corpus_settings, store, embedder)
             pairs = load_pairs(corpus / "questions.jsonl", unanswerable=True)
             examples = build_examples(
                 pairs,

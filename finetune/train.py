@@ -31,7 +31,8 @@ from tqdm import tqdm
 from transformers import PreTrainedTokenizerBase
 
 from app.config import GeneratorSettings
-from app.generation import ADAPTER_CARD, TransformersGenerator
+from app.generation import ADAPTER_CARD
+from app.generation.transformers_backend import TransformersGenerator
 from finetune.data import label_mix
 from finetune.records import Example
 

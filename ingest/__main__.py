@@ -7,7 +7,7 @@ import signal
 import threading
 
 from app.config import Settings
-from app.embedding import Embedder
+from app.embedding import build_embedder
 from app.logs import configure_logging
 from app.store import Store
 from ingest.worker import Worker
@@ -21,7 +21,7 @@ def main() -> None:
         signal.signal(signum, lambda *_: stop.set())
     store = Store(settings.storage.database_path)
     try:
-        Worker(settings, store, Embedder(settings.embedding)).run(stop)
+        Worker(settings, store, build_embedder(settings.embedding)).run(stop)
     finally:
         store.close()
         logging.getLogger(__name__).info("bye")

@@ -8,14 +8,10 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import faiss
-import numpy as np
-
 from app.config import Settings
 from app.embedding import Embedder
 from app.errors import EmptyDocument, RagError
-from app.index import has_lexical, index_ids, latest_generation, new_index, read_generation, write_generation
-from app.lexical import LexicalIndex
+from app.index import IndexWriter
 from app.store import Job, NewChunk, Store
 from ingest.chunking import chunk_markdown
 from ingest.parsing import parse_to_markdown
@@ -28,40 +24,12 @@ class Worker:
         self.settings = settings
         self.store = store
         self.embedder = embedder
-        self.index_dir = settings.storage.index_dir
-        self.index = self._load_index()
-        self.sync_index()
-
-    def _load_index(self) -> faiss.IndexIDMap2:
-        generation = latest_generation(self.index_dir)
-        if generation is not None:
-            index = read_generation(self.index_dir, generation).dense
-            if index.d == self.embedder.dim:
-                return index
-            log.warning(
-                "index generation %d has dimension %d, the model %d: rebuilding", generation, index.d, self.embedder.dim
-            )
-        return new_index(self.embedder.dim)
-
-    def sync_index(self) -> None:
-        """Make the index hold exactly the chunks in the store, writing a new generation if it changed."""
-        stored, indexed = self.store.chunk_ids(), index_ids(self.index)
-        stale, missing = indexed - stored, stored - indexed
-        latest = latest_generation(self.index_dir)
-        if not stale and not missing and latest is not None and has_lexical(self.index_dir, latest):
-            return
-        if stale:
-            self.index.remove_ids(np.fromiter(sorted(stale), dtype=np.int64))
-        if missing:
-            ids, vectors = self.store.chunk_vectors(sorted(missing))
-            if len(ids):
-                self.index.add_with_ids(vectors, ids)
-        # BM25 has no deletes: rebuilt from the store's texts, it matches the FAISS ids exactly.
-        lexical = LexicalIndex.build(*self.store.chunk_texts())
-        write_generation(self.index_dir, self.index, lexical, keep=self.settings.ingest.keep_generations)
+        self.index = IndexWriter(settings.storage.index_dir, embedder.dim, settings.ingest.keep_generations)
 
     def run(self, stop: threading.Event) -> None:
         log.info("worker started; data in %s", self.settings.storage.data_dir)
+        # First repair what a crash may have left: chunks stored but not indexed, or an index lost.
+        self.index.sync(self.store)
         while not stop.is_set():
             if not self.run_once():
                 stop.wait(self.settings.ingest.poll_seconds)
@@ -74,7 +42,7 @@ class Worker:
             return False
         with self._leases_kept(jobs):
             errors = [self._store_chunks(job) if job.kind == "ingest" else None for job in jobs]
-            self.sync_index()
+            self.index.sync(self.store)
             # Only now that the index holds their vectors do the documents count as indexed.
             for job, error in zip(jobs, errors, strict=True):
                 self.store.finish_job(job, error=error)

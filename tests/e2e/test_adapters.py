@@ -13,7 +13,8 @@ from peft import LoraConfig, get_peft_model
 from transformers import AutoModelForCausalLM
 
 from app.config import GeneratorSettings, StorageSettings
-from app.generation import ADAPTER_CARD, packaged_cache
+from app.generation import ADAPTER_CARD
+from app.generation.transformers_backend import packaged_cache
 from tests.e2e.conftest import REPO, RunningService, wait_for_status
 
 QUESTION = "How many days do customers have to request a refund?"

@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-import logging
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
-from app.answering import Answer, Answerer, clean_question
+from app.answering import Answer, Answerer, AnswerStream, clean_question
 from app.api.deps import AnswererDep, SettingsDep
 from app.api.schemas import AskRequest, AskResponse, Citation, ErrorResponse
-from app.api.sse import sse_event, sse_response, stream_in_thread
-from app.errors import InvalidRequest, RagError
+from app.api.sse import answer_events, sse_event, sse_response
+from app.errors import InvalidRequest
 from app.retrieval import Filters
 
-log = logging.getLogger(__name__)
 router = APIRouter(tags=["ask"])
 
 STREAM_DESCRIPTION = """With `"stream": true`: `text/event-stream`, one `event: token` per generated piece
@@ -56,20 +54,21 @@ def _response(answer: Answer) -> AskResponse:
     )
 
 
-async def _events(
+class AskEvents:
+    def token(self, text: str) -> str:
+        return sse_event({"text": text}, "token")
+
+    def done(self, answer: Answer) -> str:
+        return sse_event(_response(answer).model_dump(), "done")
+
+    def error(self, detail: str) -> str:
+        return sse_event({"detail": detail}, "error")
+
+
+def _events(
     http_request: Request, answerer: Answerer, question: str, top_k: int, filters: Filters, adapter: str | None
 ) -> AsyncIterator[str]:
-    def start(stop: threading.Event) -> Iterator[str | Answer]:
+    def start(stop: threading.Event) -> AnswerStream:
         return answerer.stream(question, top_k, filters, stop, adapter)
 
-    try:
-        async for item in stream_in_thread(http_request, start):
-            if isinstance(item, Answer):
-                yield sse_event(_response(item).model_dump(), "done")
-            else:
-                yield sse_event({"text": item}, "token")
-    except RagError as exc:
-        yield sse_event({"detail": str(exc)}, "error")
-    except Exception:
-        log.exception("answering failed after the stream started")
-        yield sse_event({"detail": "answering failed; see the server log"}, "error")
+    return answer_events(http_request, start, AskEvents())

@@ -6,7 +6,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any, Literal
 
 from fastapi import APIRouter, Request, Response
@@ -15,11 +15,11 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.answering import Answer, Answerer, clean_question, standalone_question
+from app.answering import Answer, Answerer, AnswerStream, clean_question, standalone_question
 from app.api.deps import AnswererDep, SettingsDep
 from app.api.schemas import Citation
-from app.api.sse import sse_event, sse_response, stream_in_thread
-from app.errors import InvalidRequest, RagError
+from app.api.sse import answer_events, sse_event, sse_response
+from app.errors import InvalidRequest, RagError, describe_validation_errors
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +38,7 @@ class OpenAIErrors(APIRoute):
             try:
                 return await handler(request)
             except RequestValidationError as exc:
-                problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-                return _error(422, problems)
+                return _error(422, describe_validation_errors(exc.errors()))
             except RagError as exc:
                 return _error(exc.status_code, str(exc))
 
@@ -166,34 +165,43 @@ def sources_block(answer: Answer) -> str:
     return "\n\nSources:\n" + "\n".join(lines) if lines else ""
 
 
+class ChunkEvents:
+    """A streamed answer as OpenAI's chunks; the sources, the citations and the end come with the answer."""
+
+    def __init__(self, head: dict[str, Any]) -> None:
+        self.head = head
+
+    def chunk(self, delta: dict[str, str], finish_reason: str | None = None, **extra: object) -> str:
+        choice = {"index": 0, "delta": delta, "finish_reason": finish_reason}
+        return sse_event({**self.head, "object": "chat.completion.chunk", "choices": [choice], **extra})
+
+    def token(self, text: str) -> str:
+        return self.chunk({"content": text})
+
+    def done(self, answer: Answer) -> str:
+        events = []
+        if answer.generated is not None:  # the streamed text failed verification: say what replaces it
+            events.append(self.chunk({"content": f"\n\nNot backed by the documents; instead: {answer.text}"}))
+        if answer.citations:
+            events.append(self.chunk({"content": sources_block(answer)}))
+        citations = [citation.model_dump() for citation in Citation.all_of(answer)]
+        events.append(self.chunk({}, "stop", citations=citations))
+        return "".join(events)
+
+    def error(self, detail: str) -> str:
+        return sse_event({"error": {"message": detail, "type": "server_error", "code": None}})
+
+
 async def _chunks(
     http_request: Request, answerer: Answerer, question: str, top_k: int, adapter: str | None, head: dict[str, Any]
 ) -> AsyncIterator[str]:
-    def chunk(delta: dict[str, str], finish_reason: str | None = None, **extra: object) -> str:
-        choice = {"index": 0, "delta": delta, "finish_reason": finish_reason}
-        return sse_event({**head, "object": "chat.completion.chunk", "choices": [choice], **extra})
-
-    def start(stop: threading.Event) -> Iterator[str | Answer]:
+    def start(stop: threading.Event) -> AnswerStream:
         return answerer.stream(question, top_k, None, stop, adapter)
 
-    yield chunk({"role": "assistant", "content": ""})
-    try:
-        async for item in stream_in_thread(http_request, start):
-            if not isinstance(item, Answer):
-                yield chunk({"content": item})
-                continue
-            if item.generated is not None:  # the streamed text failed verification: say what replaces it
-                yield chunk({"content": f"\n\nNot backed by the documents; instead: {item.text}"})
-            if item.citations:
-                yield chunk({"content": sources_block(item)})
-            citations = [citation.model_dump() for citation in Citation.all_of(item)]
-            yield chunk({}, "stop", citations=citations)
-    except RagError as exc:
-        yield sse_event({"error": {"message": str(exc), "type": "server_error", "code": None}})
-    except Exception:
-        log.exception("answering failed after the stream started")
-        message = "answering failed; see the server log"
-        yield sse_event({"error": {"message": message, "type": "server_error", "code": None}})
+    events = ChunkEvents(head)
+    yield events.chunk({"role": "assistant", "content": ""})
+    async for event in answer_events(http_request, start, events):
+        yield event
     yield sse_event("[DONE]")
 
 

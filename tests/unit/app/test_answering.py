@@ -58,8 +58,9 @@ def answerer(
 
 
 def ask(answering: Answerer, chunks: list[RetrievedChunk] | None = None) -> tuple[str, Answer]:
-    *pieces, answer = answering.stream_from(QUESTION, Retrieval([REFUNDS] if chunks is None else chunks))
-    return "".join(pieces), answer
+    stream = answering.stream_from(QUESTION, Retrieval([REFUNDS] if chunks is None else chunks))
+    streamed = "".join(stream)
+    return streamed, stream.finish()
 
 
 @pytest.mark.parametrize("verify", ["strict", "quote", "off"])

@@ -10,10 +10,11 @@ import torch
 from peft import LoraConfig, get_peft_model
 from transformers import AutoModelForCausalLM
 
-import app.generation as generation
+import app.generation.transformers_backend as generation
 from app.config import GeneratorSettings, StorageSettings
 from app.errors import AdapterNotFound, ModelUnavailable
-from app.generation import Generator, load_generator, packaged_cache
+from app.generation import Generator, build_generator, count_sentences
+from app.generation.transformers_backend import packaged_cache
 from app.prompt import build_prompt, load_template
 from app.retrieval import RetrievedChunk
 from app.store import Chunk
@@ -39,7 +40,7 @@ def cache_dir() -> Path:
 
 @pytest.fixture(scope="module")
 def generator(cache_dir: Path) -> Generator:
-    return load_generator(SETTINGS, cache_dir)
+    return build_generator(SETTINGS, cache_dir)
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +94,7 @@ def test_the_packaged_model_is_cached_as_safetensors_and_loaded_from_there(
         return real(*args, **kwargs)
 
     monkeypatch.setattr(generation.AutoModelForCausalLM, "from_pretrained", spy)
-    again = load_generator(SETTINGS, cache_dir)
+    again = build_generator(SETTINGS, cache_dir)
     assert gguf_loads == []
     assert again.generate(REFUND_PROMPT) == base_answer
 
@@ -120,9 +121,9 @@ def lora_folders(cache_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> d
 @pytest.fixture(scope="module")
 def expected(cache_dir: Path, lora_folders: dict[str, Path]) -> dict[str | None, str]:
     """Each adapter's answer from a generator that holds only that adapter (the older `adapter_path`)."""
-    answers = {None: load_generator(SHORT, cache_dir).generate(REFUND_PROMPT)}
+    answers = {None: build_generator(SHORT, cache_dir).generate(REFUND_PROMPT)}
     for name, folder in lora_folders.items():
-        alone = load_generator(SHORT.model_copy(update={"adapter_path": folder}), cache_dir)
+        alone = build_generator(SHORT.model_copy(update={"adapter_path": folder}), cache_dir)
         answers[name] = alone.generate(REFUND_PROMPT)
     assert len(set(answers.values())) == 3, answers  # else the checks below could not tell them apart
     return answers
@@ -130,7 +131,7 @@ def expected(cache_dir: Path, lora_folders: dict[str, Path]) -> dict[str | None,
 
 @pytest.fixture(scope="module")
 def multi(cache_dir: Path, lora_folders: dict[str, Path]) -> Generator:
-    return load_generator(SHORT.model_copy(update={"adapters": lora_folders}), cache_dir)
+    return build_generator(SHORT.model_copy(update={"adapters": lora_folders}), cache_dir)
 
 
 def test_without_adapters_the_model_is_plain_transformers(generator: Generator) -> None:
@@ -140,7 +141,7 @@ def test_without_adapters_the_model_is_plain_transformers(generator: Generator) 
 
 def test_a_lora_adapter_changes_the_answer(cache_dir: Path, base_answer: str, tmp_path: Path) -> None:
     make_lora(cache_dir, tmp_path / "adapter")
-    tuned = load_generator(SETTINGS.model_copy(update={"adapter_path": tmp_path / "adapter"}), cache_dir)
+    tuned = build_generator(SETTINGS.model_copy(update={"adapter_path": tmp_path / "adapter"}), cache_dir)
     assert tuned.generate(REFUND_PROMPT) != base_answer
     assert tuned.model_name.endswith("+adapter")
     assert tuned.adapters == ("adapter",)  # the older single setting: named after its folder, used by default
@@ -170,7 +171,7 @@ def test_the_default_adapter_answers_requests_that_name_none(
     cache_dir: Path, lora_folders: dict[str, Path], expected: dict[str | None, str]
 ) -> None:
     settings = SHORT.model_copy(update={"adapters": lora_folders, "default_adapter": "two.v2"})
-    tuned = load_generator(settings, cache_dir)
+    tuned = build_generator(settings, cache_dir)
     assert tuned.generate(REFUND_PROMPT) == expected["two.v2"]
     assert tuned.generate(REFUND_PROMPT, adapter="one") == expected["one"]
     assert tuned.model_name.endswith("+two.v2")
@@ -189,30 +190,30 @@ def test_adapter_configuration_errors_are_reported_before_loading(
 ) -> None:
     cache = tmp_path / "never-used"  # errors come before the model is even looked for
     with pytest.raises(ModelUnavailable, match="default_adapter 'three' is not one of"):
-        load_generator(SETTINGS.model_copy(update={"adapters": lora_folders, "default_adapter": "three"}), cache)
+        build_generator(SETTINGS.model_copy(update={"adapters": lora_folders, "default_adapter": "three"}), cache)
     prompt = tmp_path / "prompt"
     prompt.mkdir()
     (prompt / "adapter_config.json").write_text(json.dumps({"peft_type": "PROMPT_TUNING"}))
     with pytest.raises(ModelUnavailable, match=r"different kinds .* one \(LORA\), tuned \(PROMPT_TUNING\)"):
-        load_generator(SETTINGS.model_copy(update={"adapters": {"one": lora_folders["one"], "tuned": prompt}}), cache)
+        build_generator(SETTINGS.model_copy(update={"adapters": {"one": lora_folders["one"], "tuned": prompt}}), cache)
     (prompt / "adapter_config.json").write_text("{not json")
     with pytest.raises(ModelUnavailable, match="adapter 'tuned'.* is not a peft adapter config"):
-        load_generator(SETTINGS.model_copy(update={"adapters": {"tuned": prompt}}), cache)
+        build_generator(SETTINGS.model_copy(update={"adapters": {"tuned": prompt}}), cache)
     assert not cache.exists()
 
 
 def test_a_missing_adapter_is_reported(cache_dir: Path, tmp_path: Path) -> None:
     settings = SETTINGS.model_copy(update={"adapter_path": tmp_path / "nowhere"})
     with pytest.raises(ModelUnavailable, match="nowhere"):
-        load_generator(settings, cache_dir)
+        build_generator(settings, cache_dir)
     settings = SETTINGS.model_copy(update={"adapters": {"policies": tmp_path / "missing"}})
     with pytest.raises(ModelUnavailable, match="adapter 'policies': .*missing not found"):
-        load_generator(settings, cache_dir)
+        build_generator(settings, cache_dir)
 
 
 def test_an_unknown_packaged_model_is_reported(tmp_path: Path) -> None:
     with pytest.raises(ModelUnavailable, match="unknown packaged model 'NoSuchModel'"):
-        load_generator(GeneratorSettings(model="packaged:NoSuchModel"), tmp_path)
+        build_generator(GeneratorSettings(model="packaged:NoSuchModel"), tmp_path)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -220,13 +221,13 @@ def test_an_unloadable_model_path_is_reported(tmp_path: Path) -> None:
     (tmp_path / "broken").mkdir()
     (tmp_path / "broken" / "config.json").write_text("{not json")
     with pytest.raises(ModelUnavailable, match="cannot load generator model"):
-        load_generator(GeneratorSettings(model=str(tmp_path / "broken")), tmp_path)
+        build_generator(GeneratorSettings(model=str(tmp_path / "broken")), tmp_path)
 
 
 def test_sentences_are_counted_at_their_ends_not_at_decimals_or_abbreviations() -> None:
-    assert generation.count_sentences("It takes 3.5 days, e.g. for refunds [1].") == 1
-    assert generation.count_sentences("Yes. It takes 30 days [2]. And") == 2
-    assert generation.count_sentences("Still going") == 0
+    assert count_sentences("It takes 3.5 days, e.g. for refunds [1].") == 1
+    assert count_sentences("Yes. It takes 30 days [2]. And") == 2
+    assert count_sentences("Still going") == 0
 
 
 def test_an_ngram_of_the_answer_is_never_generated_twice_but_the_prompt_may_be_copied() -> None:
@@ -240,6 +241,6 @@ def test_an_ngram_of_the_answer_is_never_generated_twice_but_the_prompt_may_be_c
 
 
 def test_a_sentence_limit_keeps_answers_short(cache_dir: Path) -> None:
-    short = load_generator(GeneratorSettings(max_new_tokens=96, max_sentences=1, no_repeat_ngram_size=4), cache_dir)
+    short = build_generator(GeneratorSettings(max_new_tokens=96, max_sentences=1, no_repeat_ngram_size=4), cache_dir)
     answer = short.generate(REFUND_PROMPT)
-    assert generation.count_sentences(answer) <= 1 and "30" in answer
+    assert count_sentences(answer) <= 1 and "30" in answer

@@ -8,6 +8,7 @@ import pytest
 
 from app.config import EmbeddingSettings, RetrievalSettings
 from app.embedding import Embedder
+from app.embedding.sentence_transformers_backend import SentenceTransformersEmbedder
 from app.index import LiveIndex, new_index, write_generation
 from app.lexical import LexicalIndex
 from app.reranking import Reranker
@@ -24,7 +25,7 @@ POLICIES = {
 
 @pytest.fixture(scope="module")
 def embedder() -> Embedder:
-    return Embedder(EmbeddingSettings())
+    return SentenceTransformersEmbedder(EmbeddingSettings())
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ import pytest
 from app.answering import NO_ANSWER
 from app.config import EmbeddingSettings, RetrievalSettings
 from app.embedding import Embedder
+from app.embedding.sentence_transformers_backend import SentenceTransformersEmbedder
 from app.index import LiveIndex, new_index, write_generation
 from app.lexical import LexicalIndex
 from app.prompt import load_template
@@ -77,7 +78,7 @@ def build_data_dir(data_dir: Path, embedder: Embedder) -> Store:
 
 @pytest.fixture(scope="module")
 def embedder() -> Embedder:
-    return Embedder(EmbeddingSettings())
+    return SentenceTransformersEmbedder(EmbeddingSettings())
 
 
 @pytest.fixture(scope="module")

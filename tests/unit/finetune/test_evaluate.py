@@ -8,7 +8,7 @@ import torch
 
 from app.answering import NO_ANSWER
 from app.config import GeneratorSettings, StorageSettings
-from app.generation import TransformersGenerator
+from app.generation.transformers_backend import TransformersGenerator
 from app.prompt import Message, build_prompt, load_template
 from app.retrieval import RetrievedChunk
 from app.store import Chunk

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from app.config import GeneratorSettings, StorageSettings
-from app.generation import TransformersGenerator
+from app.generation.transformers_backend import TransformersGenerator
 from finetune.probe import LABELS, _prompts, _topic_words, is_correct, knowledge_label, label_counts, probe_pairs
 from finetune.records import ProbeResult, QAPair
 

@@ -11,7 +11,8 @@ import torch
 from transformers import AutoTokenizer
 
 from app.config import GeneratorSettings, StorageSettings
-from app.generation import ADAPTER_CARD, TransformersGenerator, packaged_cache
+from app.generation import ADAPTER_CARD
+from app.generation.transformers_backend import TransformersGenerator, packaged_cache
 from app.prompt import build_prompt, load_template
 from app.retrieval import RetrievedChunk
 from app.store import Chunk

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+import threading
 import time
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 
 from app.config import Settings
 from app.embedding import Embedder
+from app.embedding.sentence_transformers_backend import SentenceTransformersEmbedder
 from app.index import LiveIndex, index_ids, latest_generation
 from app.store import NewChunk, Store
 from ingest.worker import Worker
@@ -21,7 +23,7 @@ LAPTOPS = b"# Security\n\n## Laptops\n\nLaptops lock after five minutes.\n\n## P
 
 @pytest.fixture(scope="module")
 def embedder() -> Embedder:
-    return Embedder(Settings().embedding)
+    return SentenceTransformersEmbedder(Settings().embedding)
 
 
 @pytest.fixture
@@ -85,10 +87,16 @@ def test_a_restarted_worker_reuses_the_index_and_rebuilds_a_lost_one(settings: S
     upload(store, settings, "refunds.md", REFUNDS)
     drain(Worker(settings, store, embedder))
     generation = latest_generation(settings.storage.index_dir)
-    Worker(settings, store, embedder)
+
+    def restart() -> None:
+        stop = threading.Event()
+        stop.set()  # run() repairs the index first, then sees the stop
+        Worker(settings, store, embedder).run(stop)
+
+    restart()
     assert latest_generation(settings.storage.index_dir) == generation  # nothing changed, nothing written
     shutil.rmtree(settings.storage.index_dir)
-    Worker(settings, store, embedder)
+    restart()
     assert index_ids(LiveIndex(settings.storage.index_dir).current().dense) == store.chunk_ids() != set()
 
 
@@ -110,7 +118,7 @@ def test_a_job_interrupted_after_storing_chunks_is_redone_cleanly(settings: Sett
 def test_queued_documents_are_indexed_together_with_one_index_write(settings: Settings, embedder: Embedder) -> None:
     store = Store(settings.storage.database_path)
     worker = Worker(settings, store, embedder)
-    before = latest_generation(settings.storage.index_dir)
+    before = worker.index.sync(store)  # the empty index's first generation
     ids = [upload(store, settings, f"policy{i}.md", REFUNDS + f"\nVersion {i}.\n".encode()) for i in range(3)]
     assert worker.run_once()
     assert latest_generation(settings.storage.index_dir) == before + 1

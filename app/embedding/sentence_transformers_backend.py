@@ -1,4 +1,4 @@
-"""Sentence embeddings for chunks and questions, normalized so inner product is cosine similarity."""
+"""The sentence-transformers backend: the packaged MiniLM by default, or any model id / local path."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from app.packaged import is_packaged, resolve_packaged
 log = logging.getLogger(__name__)
 
 
-class Embedder:
+class SentenceTransformersEmbedder:
     def __init__(self, settings: EmbeddingSettings) -> None:
         started = time.perf_counter()
         source = str(resolve_packaged(settings.model)[0]) if is_packaged(settings.model) else settings.model

@@ -1,4 +1,4 @@
-"""Generators behind one small Protocol; transformers is the one backend for now."""
+"""The transformers backend: the model in-process (GPU when there is one), peft adapters over it."""
 
 from __future__ import annotations
 
@@ -10,11 +10,9 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
 import torch
 from transformers import (
@@ -31,58 +29,12 @@ from transformers import (
 )
 
 from app.config import GeneratorSettings
-from app.errors import AdapterNotFound, ModelUnavailable
+from app.errors import ModelUnavailable
+from app.generation import check_adapter, count_sentences
 from app.packaged import PACKAGED_MODELS, PREFIX, is_packaged, resolve_packaged
 from app.prompt import Message
 
 log = logging.getLogger(__name__)
-
-# Written by fine-tuning beside adapter_config.json (base model, data hash, parameters, metrics).
-ADAPTER_CARD = "adapter_card.json"
-
-
-class Generator(Protocol):
-    model_name: str
-    adapters: Sequence[str]  # the names a request may pass as `adapter`
-
-    def generate(self, messages: list[Message], adapter: str | None = None) -> str:
-        """Run chat messages through the chat template; return only the new text, stripped.
-
-        `adapter` names one of `adapters`; None is the configured default (the base model if none)."""
-        ...
-
-    def stream(
-        self, messages: list[Message], stop: threading.Event | None = None, adapter: str | None = None
-    ) -> Iterator[str]:
-        """The same text as `generate`, in pieces as they are generated; setting `stop` ends it early."""
-        ...
-
-
-def check_adapter(name: str | None, known: Sequence[str]) -> None:
-    if name is not None and name not in known:
-        known_ones = f"the adapters are: {', '.join(known)}" if known else "no adapters are configured"
-        raise AdapterNotFound(f"unknown adapter {name!r}; {known_ones} (GET /adapters)")
-
-
-@dataclass(frozen=True)
-class AdapterInfo:
-    name: str
-    path: Path
-    card: dict | None  # ADAPTER_CARD, when the folder has a readable one
-    default: bool
-
-
-def describe_adapters(settings: GeneratorSettings) -> list[AdapterInfo]:
-    """The configured adapters with their cards; reads only the card files, so it works while models load."""
-    default = settings.default_adapter_name()
-    return [
-        AdapterInfo(name, path, _read_card(path / ADAPTER_CARD), name == default)
-        for name, path in settings.adapter_folders().items()
-    ]
-
-
-def load_generator(settings: GeneratorSettings, cache_dir: Path) -> Generator:
-    return TransformersGenerator(settings, cache_dir)
 
 
 class TransformersGenerator:
@@ -206,14 +158,6 @@ class _SentenceLimit(StoppingCriteria):
         return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
 
 
-# A sentence ends with . ! or ? (and an optional citation) before a break; "3.5" or "e.g. x" do not end one.
-SENTENCE_END = re.compile(r"(?<!\be\.g)(?<!\bi\.e)[.!?](?:\s*\[\d+\])?(?=\s|$)")
-
-
-def count_sentences(text: str) -> int:
-    return len(SENTENCE_END.findall(text.strip()))
-
-
 class _NoRepeatInAnswer(LogitsProcessor):
     """Bans any token that would repeat an n-gram of the answer so far.
 
@@ -324,17 +268,6 @@ def _peft_type(name: str, path: Path) -> str:
         return str(json.loads(config.read_text(encoding="utf-8"))["peft_type"])
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ModelUnavailable(f"adapter {name!r}: {config} is not a peft adapter config: {exc!r}") from exc
-
-
-def _read_card(path: Path) -> dict | None:
-    try:
-        card = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError) as exc:
-        log.warning("adapter card %s is unreadable: %s", path, exc)
-        return None
-    return card if isinstance(card, dict) else None
 
 
 def _generation_config(

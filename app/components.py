@@ -1,0 +1,60 @@
+"""Where the parts are built: each from its own settings section, in one place. Tests hand in fakes instead."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from app.answering import Answerer
+from app.config import Settings
+from app.embedding import Embedder, build_embedder
+from app.generation import Generator, build_generator
+from app.index import LiveIndex
+from app.prompt import load_template
+from app.reranking import Reranker
+from app.retrieval import Retriever
+from app.store import Store
+
+
+@dataclass(frozen=True)
+class Models:
+    """The parts that take time to load."""
+
+    embedder: Embedder
+    generator: Generator
+    reranker: Reranker | None = None
+
+
+def load_models(settings: Settings) -> Models:
+    return Models(
+        embedder=build_embedder(settings.embedding),
+        generator=build_generator(settings.generator, settings.storage.model_cache_dir),
+        reranker=build_reranker(settings),
+    )
+
+
+def build_reranker(settings: Settings) -> Reranker | None:
+    model = settings.retrieval.reranker
+    return Reranker(model, settings.embedding.device) if model else None
+
+
+def build_retriever(
+    settings: Settings,
+    store: Store,
+    embedder: Embedder,
+    index: LiveIndex | None = None,
+    reranker: Reranker | None = None,
+) -> Retriever:
+    """Over `index`, or over the newest generation in the data dir when none is given."""
+    index = index if index is not None else LiveIndex(settings.storage.index_dir)
+    return Retriever(embedder, index, store, settings.retrieval, reranker)
+
+
+def build_answerer(settings: Settings, retriever: Retriever, generator: Generator) -> Answerer:
+    """Retrieval wired to generation: the API and the eval answer through the same path."""
+    return Answerer(
+        retriever=retriever,
+        generator=generator,
+        template=load_template(settings.generator.prompt_template),
+        settings=settings.retrieval,
+        answer_settings=settings.answer,
+    )

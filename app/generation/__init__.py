@@ -1,0 +1,92 @@
+"""Generators behind one small Protocol, chosen by `generator.backend` in `build_generator`."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from app.config import GeneratorSettings
+from app.errors import AdapterNotFound
+from app.prompt import Message
+
+log = logging.getLogger(__name__)
+
+# Written by fine-tuning beside adapter_config.json (base model, data hash, parameters, metrics).
+ADAPTER_CARD = "adapter_card.json"
+
+# A sentence ends with . ! or ? (and an optional citation) before a break; "3.5" or "e.g. x" do not end one.
+SENTENCE_END = re.compile(r"(?<!\be\.g)(?<!\bi\.e)[.!?](?:\s*\[\d+\])?(?=\s|$)")
+
+
+class Generator(Protocol):
+    model_name: str
+    adapters: Sequence[str]  # the names a request may pass as `adapter`
+
+    def generate(self, messages: list[Message], adapter: str | None = None) -> str:
+        """Run chat messages through the chat template; return only the new text, stripped.
+
+        `adapter` names one of `adapters`; None is the configured default (the base model if none)."""
+        ...
+
+    def stream(
+        self, messages: list[Message], stop: threading.Event | None = None, adapter: str | None = None
+    ) -> Iterator[str]:
+        """The same text as `generate`, in pieces as they are generated; setting `stop` ends it early."""
+        ...
+
+
+def build_generator(settings: GeneratorSettings, cache_dir: Path) -> Generator:
+    """The generator `settings.backend` names; each backend's imports are paid only when it is chosen."""
+    match settings.backend:
+        case "transformers":
+            from app.generation.transformers_backend import TransformersGenerator
+
+            return TransformersGenerator(settings, cache_dir)
+        case "fake":
+            from app.generation.fake import FakeGenerator
+
+            return FakeGenerator(settings)
+
+
+def check_adapter(name: str | None, known: Sequence[str]) -> None:
+    if name is not None and name not in known:
+        known_ones = f"the adapters are: {', '.join(known)}" if known else "no adapters are configured"
+        raise AdapterNotFound(f"unknown adapter {name!r}; {known_ones} (GET /adapters)")
+
+
+def count_sentences(text: str) -> int:
+    return len(SENTENCE_END.findall(text.strip()))
+
+
+@dataclass(frozen=True)
+class AdapterInfo:
+    name: str
+    path: Path
+    card: dict | None  # ADAPTER_CARD, when the folder has a readable one
+    default: bool
+
+
+def describe_adapters(settings: GeneratorSettings) -> list[AdapterInfo]:
+    """The configured adapters with their cards; reads only the card files, so it works while models load."""
+    default = settings.default_adapter_name()
+    return [
+        AdapterInfo(name, path, _read_card(path / ADAPTER_CARD), name == default)
+        for name, path in settings.adapter_folders().items()
+    ]
+
+
+def _read_card(path: Path) -> dict | None:
+    try:
+        card = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        log.warning("adapter card %s is unreadable: %s", path, exc)
+        return None
+    return card if isinstance(card, dict) else None

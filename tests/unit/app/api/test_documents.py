@@ -1,0 +1,75 @@
+"""POST/GET/DELETE /documents in-process: statuses, duplicates, per-file rejections, limits, 404s."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from fastapi.testclient import TestClient
+
+from tests.unit.app.api.conftest import index_queued
+
+PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
+REFUNDS = b"# Refunds\n\nRefunds are accepted within 30 days of purchase.\n"
+
+
+def test_an_upload_is_queued_then_indexed_and_listed(client: TestClient) -> None:
+    response = client.post("/documents", files=[("files", ("refunds.md", REFUNDS))], data={"tags": "sales, 2026"})
+    assert response.status_code == 202
+    (uploaded,) = response.json()["documents"]
+    assert uploaded["status"] == "queued" and not uploaded["duplicate"]
+    index_queued(client)
+    doc = client.get(f"/documents/{uploaded['id']}").json()
+    assert (doc["filename"], doc["kind"], doc["status"], doc["chunk_count"]) == ("refunds.md", "md", "indexed", 1)
+    assert doc["tags"] == ["2026", "sales"]
+    assert [d["id"] for d in client.get("/documents").json()["documents"]] == [uploaded["id"]]
+
+
+def test_the_same_bytes_again_are_the_same_document(client: TestClient, upload: Callable) -> None:
+    first = upload({"refunds.md": REFUNDS})["refunds.md"]
+    again = client.post("/documents", files=[("files", ("copy.md", REFUNDS))]).json()["documents"][0]
+    assert again["id"] == first and again["duplicate"]
+    assert len(client.get("/documents").json()["documents"]) == 1
+
+
+def test_a_lone_bad_file_gets_its_own_status_and_message(client: TestClient) -> None:
+    cases = [("logo.png", PNG, 415, "not a supported document type"), ("empty.md", b"", 422, "empty")]
+    for filename, content, status, message in cases:
+        response = client.post("/documents", files=[("files", (filename, content))])
+        assert response.status_code == status, response.text
+        assert message in response.json()["detail"]
+    assert client.get("/documents").json()["documents"] == []
+
+
+def test_a_bad_file_in_a_batch_does_not_fail_the_good_one(client: TestClient) -> None:
+    files = [("files", ("logo.png", PNG)), ("files", ("refunds.md", REFUNDS))]
+    response = client.post("/documents", files=files)
+    assert response.status_code == 202
+    bad, good = response.json()["documents"]
+    assert (bad["status"], bad["error_status"]) == ("rejected", 415) and bad["id"] is None
+    assert good["status"] == "queued"
+
+
+def test_size_limits_answer_413(client: TestClient) -> None:
+    limit = client.app.state.service.settings.server.max_file_bytes
+    too_big = client.post("/documents", files=[("files", ("big.txt", b"a" * (limit + 1)))])
+    assert too_big.status_code == 413 and str(limit) in too_big.json()["detail"]
+    headers = {"content-length": str(client.app.state.service.settings.server.max_request_bytes + 1)}
+    whole = client.post("/documents", content=b"x", headers={**headers, "content-type": "multipart/form-data"})
+    assert whole.status_code == 413 and "larger than" in whole.json()["detail"]
+
+
+def test_bad_tags_and_missing_files_are_refused_with_a_reason(client: TestClient) -> None:
+    bad_tag = client.post("/documents", files=[("files", ("r.md", REFUNDS))], data={"tags": "ok, <script>"})
+    assert bad_tag.status_code == 422 and "tag '<script>' is not allowed" in bad_tag.json()["detail"]
+    no_files = client.post("/documents", data={"tags": "hr"})
+    assert no_files.status_code == 422 and "files" in no_files.json()["detail"]
+    assert client.get("/documents").json()["documents"] == []
+
+
+def test_unknown_and_deleted_documents_are_404(client: TestClient, upload: Callable) -> None:
+    doc_id = upload({"refunds.md": REFUNDS})["refunds.md"]
+    assert client.get("/documents/nope").status_code == 404
+    assert client.delete(f"/documents/{doc_id}").status_code == 204
+    gone = client.get(f"/documents/{doc_id}")
+    assert gone.status_code == 404 and doc_id in gone.json()["detail"]
+    assert client.delete(f"/documents/{doc_id}").status_code == 404

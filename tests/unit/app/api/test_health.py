@@ -1,0 +1,50 @@
+"""/health, /ready, /adapters, the chat page and the OpenAPI schema, in-process."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi.testclient import TestClient
+
+from app.config import Settings
+from app.main import create_app
+
+
+def test_health_ready_and_the_index_it_serves(client: TestClient, policies: dict) -> None:
+    assert client.get("/health").json() == {"status": "ok"}
+    ready = client.get("/ready").json()
+    assert ready["ready"] and ready["generator"] == "fake+reader"
+    assert ready["index_generation"] == 1 and ready["indexed_chunks"] > 0
+
+
+def test_models_that_fail_to_load_make_ready_and_ask_503_with_the_reason(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path)
+    broken = settings.model_copy(
+        update={
+            "embedding": settings.embedding.model_copy(update={"backend": "fake"}),
+            "generator": settings.generator.model_copy(
+                update={"backend": "fake", "prompt_template": tmp_path / "missing.txt"}
+            ),
+        }
+    )
+    with TestClient(create_app(broken)) as client:
+        service = client.app.state.service
+        service._loader.join(timeout=30)
+        ready = client.get("/ready")
+        assert ready.status_code == 503 and "missing.txt" in ready.json()["error"]
+        ask = client.post("/ask", json={"question": "Anything?"})
+        assert ask.status_code == 503 and "failed to load" in ask.json()["detail"]
+        assert client.get("/health").status_code == 200
+
+
+def test_adapters_are_listed_with_their_cards(client: TestClient) -> None:
+    (reader,) = client.get("/adapters").json()["adapters"]
+    assert reader["name"] == "reader" and reader["default"]
+    assert reader["card"]["base_model"]
+
+
+def test_the_chat_page_and_the_api_schema_are_served(client: TestClient) -> None:
+    page = client.get("/")
+    assert page.status_code == 200 and "<html" in page.text.lower()
+    paths = client.get("/openapi.json").json()["paths"]
+    assert {"/ask", "/documents", "/v1/chat/completions", "/adapters", "/ready"} <= paths.keys()
