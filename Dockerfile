@@ -12,8 +12,8 @@ COPY configs configs
 COPY adapters/reader adapters/reader
 # The CPU build of torch; drop TORCH_INDEX to get the CUDA build for a GPU host.
 ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
-ENV RAG_DATA_DIR=/data \
-    RAG_HOST=0.0.0.0 \
+ENV RAG_STORAGE__DATA_DIR=/data \
+    RAG_SERVER__HOST=0.0.0.0 \
     RAG_STORAGE__MODEL_CACHE_DIR=/data/cache/models
 VOLUME /data
 

@@ -104,10 +104,13 @@ reader: setup
 	$(API_PY) -m finetune train --examples $(READER_OUT)/data/train.jsonl --labels $(READER_OUT)/data/labels.jsonl --out $(READER_OUT) $(READER_TRAIN_ARGS) $(TRAIN_ARGS)
 	$(API_PY) -m finetune evaluate --examples $(READER_OUT)/data/held_out.jsonl --adapter $(READER_OUT) --general $(GENERAL)
 
-# Worker-side tests need dedoc, so they run in the worker's environment; the rest in the API's.
+# First the in-process API tests with the fake models (seconds); then the worker-side tests, which need dedoc,
+# in the worker's environment; then the rest, with the real models, in the API's.
 test: lint
+	$(API_PY) -m pytest tests/unit/app/api
 	$(WORKER_PY) -m pytest tests/unit/ingest tests/eval
-	RAG_TEST_WORKER_PYTHON=$(abspath $(WORKER_PY)) $(API_PY) -m pytest tests/unit/app tests/unit/evaluation tests/unit/finetune tests/e2e
+	RAG_TEST_WORKER_PYTHON=$(abspath $(WORKER_PY)) $(API_PY) -m pytest tests/unit/app --ignore=tests/unit/app/api \
+		tests/unit/evaluation tests/unit/finetune tests/e2e
 
 clean:
 	rm -rf $(API_VENV) $(WORKER_VENV) .pytest_cache .ruff_cache

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -14,9 +15,16 @@ from pydantic_settings import (
 )
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "default.yaml"
+CONFIG_VARIABLE = "RAG_CONFIG"  # picks another YAML file
 
 
-class ServerSettings(BaseModel):
+class Section(BaseModel):
+    """Settings are built once and never changed: a variant is `model_copy(update={...})`."""
+
+    model_config = ConfigDict(frozen=True)
+
+
+class ServerSettings(Section):
     host: str = "127.0.0.1"
     port: int = 8000
     max_file_bytes: int = Field(20_000_000, gt=0)
@@ -25,7 +33,7 @@ class ServerSettings(BaseModel):
     max_question_chars: int = Field(2000, gt=0)
 
 
-class StorageSettings(BaseModel):
+class StorageSettings(Section):
     data_dir: Path = Path("./data")
     model_cache_dir: Path = Path("./.cache/models")
 
@@ -42,7 +50,7 @@ class StorageSettings(BaseModel):
         return self.data_dir / "index"
 
 
-class IngestSettings(BaseModel):
+class IngestSettings(Section):
     poll_seconds: float = Field(0.5, gt=0)
     lease_seconds: float = Field(60, gt=0)
     max_attempts: int = Field(3, gt=0)
@@ -53,7 +61,7 @@ class IngestSettings(BaseModel):
     keep_generations: int = Field(2, ge=1)
 
 
-class EmbeddingSettings(BaseModel):
+class EmbeddingSettings(Section):
     # fake: hashed word counts, no model; for tests and for working on the API and the chat page.
     backend: Literal["sentence-transformers", "fake"] = "sentence-transformers"
     model: str = "packaged:all-MiniLM-L6-v2"
@@ -61,7 +69,7 @@ class EmbeddingSettings(BaseModel):
     device: str = "cpu"
 
 
-class RetrievalSettings(BaseModel):
+class RetrievalSettings(Section):
     mode: Literal["dense", "bm25", "hybrid"] = "hybrid"
     candidates: int = Field(40, gt=0)
     rrf_k: float = Field(10, gt=0)
@@ -77,7 +85,7 @@ class RetrievalSettings(BaseModel):
     relative_margin: float = Field(1.0, ge=0)
 
 
-class GeneratorSettings(BaseModel):
+class GeneratorSettings(Section):
     # fake: answers with the context sentence that best matches the question, no model; for tests.
     backend: Literal["transformers", "fake"] = "transformers"
     model: str = "packaged:SmolLM2-135M-Instruct"
@@ -92,7 +100,6 @@ class GeneratorSettings(BaseModel):
     prompt_template: Path = Path("configs/prompt.txt")
     adapters: dict[str, Path] = Field(default_factory=dict)
     default_adapter: str | None = None
-    adapter_path: Path | None = None
 
     @field_validator("default_adapter", mode="before")
     @classmethod
@@ -100,20 +107,15 @@ class GeneratorSettings(BaseModel):
         """`RAG_GENERATOR__DEFAULT_ADAPTER=` (empty) answers with the base model."""
         return None if value == "" else value
 
-    def adapter_folders(self) -> dict[str, Path]:
-        """Every adapter by name; the older single `adapter_path` counts as one named after its folder."""
-        if self.adapter_path is None:
-            return dict(self.adapters)
-        return {self.adapter_path.name: self.adapter_path, **self.adapters}
-
-    def default_adapter_name(self) -> str | None:
-        """The adapter a request that names none is answered with; None is the base model."""
-        if self.default_adapter is None and self.adapter_path is not None:
-            return self.adapter_path.name
-        return self.default_adapter
+    def with_only_adapter(self, folder: Path | None) -> GeneratorSettings:
+        """These settings serving the adapter in `folder` alone, by default (named after the folder), or the
+        base model alone when None."""
+        if folder is None:
+            return self.model_copy(update={"adapters": {}, "default_adapter": None})
+        return self.model_copy(update={"adapters": {folder.name: folder}, "default_adapter": folder.name})
 
 
-class AnswerSettings(BaseModel):
+class AnswerSettings(Section):
     # strict: an answer its cited blocks do not back is replaced by the refusal; quote: by the block
     # sentence that best answers the question; off: returned as generated (flagged "verified": false).
     verify: Literal["strict", "quote", "off"] = "quote"
@@ -125,9 +127,12 @@ class AnswerSettings(BaseModel):
 
 
 class Settings(BaseSettings):
-    """Nested sections; RAG_DATA_DIR / RAG_HOST / RAG_PORT are shortcuts for the common three."""
+    """configs/default.yaml (or the file RAG_CONFIG names), overridden by RAG_<SECTION>__<KEY> variables.
 
-    model_config = SettingsConfigDict(env_prefix="RAG_", env_nested_delimiter="__", extra="ignore")
+    Relative paths in the YAML file resolve against the file's folder; those from variables, against the
+    working directory."""
+
+    model_config = SettingsConfigDict(env_prefix="RAG_", env_nested_delimiter="__", extra="ignore", frozen=True)
 
     server: ServerSettings = ServerSettings()
     storage: StorageSettings = StorageSettings()
@@ -136,10 +141,6 @@ class Settings(BaseSettings):
     retrieval: RetrievalSettings = RetrievalSettings()
     generator: GeneratorSettings = GeneratorSettings()
     answer: AnswerSettings = AnswerSettings()
-
-    data_dir: Path | None = None
-    host: str | None = None
-    port: int | None = None
 
     @classmethod
     def settings_customise_sources(
@@ -150,16 +151,43 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (
-            init_settings,
-            env_settings,
-            YamlConfigSettingsSource(settings_cls, yaml_file=DEFAULT_CONFIG),
-        )
+        return init_settings, env_settings, _YamlFile(settings_cls, config_file())
 
-    def model_post_init(self, context: object) -> None:
-        if self.data_dir is not None:
-            self.storage.data_dir = self.data_dir
-        if self.host is not None:
-            self.server.host = self.host
-        if self.port is not None:
-            self.server.port = self.port
+    def with_data_dir(self, data_dir: Path) -> Settings:
+        """The same settings over another data dir (the eval and fine-tuning index corpora in their own)."""
+        return self.model_copy(update={"storage": self.storage.model_copy(update={"data_dir": data_dir})})
+
+
+def config_file() -> Path:
+    configured = os.environ.get(CONFIG_VARIABLE)
+    return Path(configured).resolve() if configured else DEFAULT_CONFIG
+
+
+# (section, key) of every path setting; generator.adapters holds a path per adapter name.
+PATH_SETTINGS = [("storage", "data_dir"), ("storage", "model_cache_dir"), ("generator", "prompt_template")]
+
+
+class _YamlFile(YamlConfigSettingsSource):
+    """The YAML file with its relative paths made absolute against its own folder."""
+
+    def __init__(self, settings_cls: type[BaseSettings], path: Path) -> None:
+        if not path.is_file():
+            raise FileNotFoundError(f"{CONFIG_VARIABLE}={path}: no such settings file")
+        self.folder = path.parent
+        super().__init__(settings_cls, yaml_file=path)
+
+    def __call__(self) -> dict[str, Any]:
+        data = super().__call__()
+        for section, key in PATH_SETTINGS:
+            values = data.get(section)
+            if isinstance(values, dict) and isinstance(values.get(key), str):
+                values[key] = self._resolved(values[key])
+        adapters = (data.get("generator") or {}).get("adapters")
+        if isinstance(adapters, dict):
+            data["generator"]["adapters"] = {
+                name: self._resolved(path) if isinstance(path, str) else path for name, path in adapters.items()
+            }
+        return data
+
+    def _resolved(self, path: str) -> str:
+        return path if Path(path).is_absolute() else os.path.normpath(self.folder / path)

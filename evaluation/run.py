@@ -201,8 +201,7 @@ def run_eval(
     eval_set: EvalSet, data_dir: Path, modes: list[str], retrieval_only: bool, settings: Settings | None = None
 ) -> list[ModeResult]:
     """Ingest into `data_dir` (a fresh folder) and evaluate each retrieval mode on the same index and models."""
-    base = settings or Settings()
-    base = base.model_copy(update={"storage": base.storage.model_copy(update={"data_dir": data_dir})})
+    base = (settings or Settings()).with_data_dir(data_dir)
     embedder = build_embedder(base.embedding)
     store = ingest(eval_set, base, embedder)
     generator = None if retrieval_only else build_generator(base.generator, base.storage.model_cache_dir)

@@ -19,7 +19,7 @@ from app.store import Store
 from evaluation.metrics import markdown_table
 from finetune.data import build_examples, generate_pairs, indexed_chunks, label_mix, load_pairs, split
 from finetune.records import Example, ProbeResult, read_jsonl, write_jsonl
-from finetune.train import TrainConfig, add_metrics_to_card, only_adapter, train
+from finetune.train import TrainConfig, add_metrics_to_card, train
 
 log = logging.getLogger("finetune")
 
@@ -28,7 +28,7 @@ METRICS = ["answer_f1", "exact_match", "citation_accuracy", "refusal_accuracy", 
 
 def base_generator(settings: Settings, adapter: Path | None = None) -> TransformersGenerator:
     """The configured base model with `adapter` (or none), whichever adapters the service serves."""
-    return TransformersGenerator(only_adapter(settings.generator, adapter), settings.storage.model_cache_dir)
+    return TransformersGenerator(settings.generator.with_only_adapter(adapter), settings.storage.model_cache_dir)
 
 
 def open_store(settings: Settings) -> Store:
@@ -46,7 +46,9 @@ def run_pairs(args: argparse.Namespace, settings: Settings) -> None:
         teacher = EndpointTeacher(args.teacher_url, args.teacher or "default")
     else:
         if args.teacher:
-            settings.generator.model = args.teacher
+            settings = settings.model_copy(
+                update={"generator": settings.generator.model_copy(update={"model": args.teacher})}
+            )
         teacher = base_generator(settings)
     try:
         pairs = generate_pairs(teacher, chunks, args.per_chunk)
@@ -116,8 +118,7 @@ def run_reader_data(args: argparse.Namespace, settings: Settings) -> None:
     train_set, held_out = [], []
     for corpus in args.corpus:
         with tempfile.TemporaryDirectory(prefix="docqa-reader-") as data_dir:
-            storage = settings.storage.model_copy(update={"data_dir": Path(data_dir)})
-            corpus_settings = settings.model_copy(update={"storage": storage})
+            corpus_settings = settings.with_data_dir(Path(data_dir))
             store = ingest(load_eval_set(corpus), corpus_settings, embedder)
             retriever = build_retriever(corpus_settings, store, embedder)
             pairs = load_pairs(corpus / "questions.jsonl", unanswerable=True)
@@ -258,7 +259,7 @@ def main(argv: list[str] | None = None) -> None:
     configure_logging()
     settings = Settings()
     if getattr(args, "data_dir", None) is not None:
-        settings.storage.data_dir = args.data_dir
+        settings = settings.with_data_dir(args.data_dir)
     args.run(args, settings)
 
 

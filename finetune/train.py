@@ -100,12 +100,6 @@ def peft_config(config: TrainConfig) -> PeftConfig:
     )
 
 
-def only_adapter(settings: GeneratorSettings, adapter: Path | None) -> GeneratorSettings:
-    """The generator settings with `adapter` as its one adapter (None: the base model), whatever the
-    service is configured to serve."""
-    return settings.model_copy(update={"adapters": {}, "default_adapter": None, "adapter_path": adapter})
-
-
 # Data: chat-template tokens, loss on the answer only
 
 
@@ -181,7 +175,7 @@ def train(
     torch.manual_seed(config.seed)
 
     # The base model exactly as the service loads it (fp32 on CPU, bf16 on CUDA), without any adapter.
-    generator = TransformersGenerator(only_adapter(generator_settings, None), cache_dir)
+    generator = TransformersGenerator(generator_settings.with_only_adapter(None), cache_dir)
     tokenizer, device = generator.tokenizer, generator.device
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
 

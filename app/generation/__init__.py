@@ -74,10 +74,10 @@ class AdapterInfo:
 
 def describe_adapters(settings: GeneratorSettings) -> list[AdapterInfo]:
     """The configured adapters with their cards; reads only the card files, so it works while models load."""
-    default = settings.default_adapter_name()
+    default = settings.default_adapter
     return [
         AdapterInfo(name, path, _read_card(path / ADAPTER_CARD), name == default)
-        for name, path in settings.adapter_folders().items()
+        for name, path in settings.adapters.items()
     ]
 
 

@@ -28,8 +28,8 @@ Reply = Callable[[list[Message], str | None], str]  # (messages, adapter) -> the
 class FakeGenerator:
     def __init__(self, settings: GeneratorSettings | None = None, reply: Reply | None = None) -> None:
         settings = settings or GeneratorSettings(backend="fake")
-        self.adapters = tuple(settings.adapter_folders())
-        self.default_adapter = settings.default_adapter_name()
+        self.adapters = tuple(settings.adapters)
+        self.default_adapter = settings.default_adapter
         self.model_name = "fake" + (f"+{self.default_adapter}" if self.default_adapter else "")
         self.reply = reply or extract_answer
         self.calls: list[tuple[list[Message], str | None]] = []  # what it was asked, for tests to read

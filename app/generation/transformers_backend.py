@@ -40,9 +40,9 @@ log = logging.getLogger(__name__)
 class TransformersGenerator:
     def __init__(self, settings: GeneratorSettings, cache_dir: Path) -> None:
         started = time.perf_counter()
-        folders = settings.adapter_folders()
+        folders = dict(settings.adapters)
         self.adapters = tuple(folders)
-        self.default_adapter = settings.default_adapter_name()
+        self.default_adapter = settings.default_adapter
         _check_adapters(folders, self.default_adapter)  # before the model loads: a config error fails fast
         self.device = _pick_device(settings.device)
         dtype = torch.bfloat16 if self.device == "cuda" else torch.float32

@@ -45,8 +45,8 @@ class RunningService:
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {
             **os.environ,
-            "RAG_DATA_DIR": str(data_dir),
-            "RAG_PORT": str(self.port),
+            "RAG_STORAGE__DATA_DIR": str(data_dir),
+            "RAG_SERVER__PORT": str(self.port),
             "RAG_SERVER__MAX_FILE_BYTES": str(MAX_FILE_BYTES),
             "RAG_SERVER__MAX_REQUEST_BYTES": str(MAX_REQUEST_BYTES),
             "RAG_INGEST__POLL_SECONDS": "0.2",

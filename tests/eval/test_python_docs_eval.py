@@ -25,9 +25,7 @@ DIGITS = re.compile(r"\d+")
 @pytest.fixture(scope="module")
 def result(tmp_path_factory: pytest.TempPathFactory) -> ModeResult:
     eval_set = load_eval_set(PYTHON_DOCS)
-    settings = Settings()
-    settings.retrieval.mode = "hybrid"
-    (result,) = run_eval(eval_set, tmp_path_factory.mktemp("eval-data"), ["hybrid"], False, settings)
+    (result,) = run_eval(eval_set, tmp_path_factory.mktemp("eval-data"), ["hybrid"], False, Settings())
     return result
 
 

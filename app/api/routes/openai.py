@@ -115,7 +115,7 @@ class ChatCompletion(BaseModel):
 def list_models(settings: SettingsDep) -> ModelList:
     generator = settings.generator
     cards = [ModelCard(id=MODEL_ID, created=STARTED, owned_by="docqa", generator=generator.model)]
-    for name in generator.adapter_folders():
+    for name in generator.adapters:
         cards.append(ModelCard(id=name, created=STARTED, owned_by="docqa", generator=f"{generator.model}+{name}"))
     return ModelList(data=cards)
 

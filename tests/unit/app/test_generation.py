@@ -120,10 +120,10 @@ def lora_folders(cache_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> d
 
 @pytest.fixture(scope="module")
 def expected(cache_dir: Path, lora_folders: dict[str, Path]) -> dict[str | None, str]:
-    """Each adapter's answer from a generator that holds only that adapter (the older `adapter_path`)."""
+    """Each adapter's answer from a generator that holds only that adapter."""
     answers = {None: build_generator(SHORT, cache_dir).generate(REFUND_PROMPT)}
     for name, folder in lora_folders.items():
-        alone = build_generator(SHORT.model_copy(update={"adapter_path": folder}), cache_dir)
+        alone = build_generator(SHORT.with_only_adapter(folder), cache_dir)
         answers[name] = alone.generate(REFUND_PROMPT)
     assert len(set(answers.values())) == 3, answers  # else the checks below could not tell them apart
     return answers
@@ -141,7 +141,7 @@ def test_without_adapters_the_model_is_plain_transformers(generator: Generator) 
 
 def test_a_lora_adapter_changes_the_answer(cache_dir: Path, base_answer: str, tmp_path: Path) -> None:
     make_lora(cache_dir, tmp_path / "adapter")
-    tuned = build_generator(SETTINGS.model_copy(update={"adapter_path": tmp_path / "adapter"}), cache_dir)
+    tuned = build_generator(SETTINGS.with_only_adapter(tmp_path / "adapter"), cache_dir)
     assert tuned.generate(REFUND_PROMPT) != base_answer
     assert tuned.model_name.endswith("+adapter")
     assert tuned.adapters == ("adapter",)  # the older single setting: named after its folder, used by default
@@ -203,7 +203,7 @@ def test_adapter_configuration_errors_are_reported_before_loading(
 
 
 def test_a_missing_adapter_is_reported(cache_dir: Path, tmp_path: Path) -> None:
-    settings = SETTINGS.model_copy(update={"adapter_path": tmp_path / "nowhere"})
+    settings = SETTINGS.with_only_adapter(tmp_path / "nowhere")
     with pytest.raises(ModelUnavailable, match="nowhere"):
         build_generator(settings, cache_dir)
     settings = SETTINGS.model_copy(update={"adapters": {"policies": tmp_path / "missing"}})

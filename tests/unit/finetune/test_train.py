@@ -17,7 +17,7 @@ from app.prompt import build_prompt, load_template
 from app.retrieval import RetrievedChunk
 from app.store import Chunk
 from finetune.records import Example
-from finetune.train import IGNORE, STATE_FILE, TrainConfig, answer_loss, examples_sha256, only_adapter, tokenize, train
+from finetune.train import IGNORE, STATE_FILE, TrainConfig, answer_loss, examples_sha256, tokenize, train
 
 ROOT = Path(__file__).resolve().parents[3]
 CACHE = ROOT / StorageSettings().model_cache_dir  # the service's own cache: loads in about a second
@@ -108,7 +108,7 @@ def test_training_lowers_the_loss_on_the_training_examples(trained: tuple[Path, 
     output, _, _ = trained
     base = TransformersGenerator(SETTINGS, CACHE)
     before = answer_loss(base.model, base.tokenizer, EXAMPLES)
-    adapted = TransformersGenerator(only_adapter(SETTINGS, output), CACHE)
+    adapted = TransformersGenerator(SETTINGS.with_only_adapter(output), CACHE)
     after = answer_loss(adapted.model, adapted.tokenizer, EXAMPLES)
     assert after < 0.8 * before, (before, after)
 
@@ -122,9 +122,9 @@ def test_resuming_on_other_examples_is_refused(trained: tuple[Path, dict, dict])
 def test_prompt_tuning_trains_an_adapter_that_the_generator_loads(
     trained: tuple[Path, dict, dict], tmp_path: Path
 ) -> None:
-    serving = SETTINGS.model_copy(update={"adapter_path": trained[0]})  # training starts from the base regardless
+    serving = SETTINGS.with_only_adapter(trained[0])  # training starts from the base regardless
     result = train(serving, CACHE, EXAMPLES, config(tmp_path, method="prompt-tuning", num_virtual_tokens=4, steps=1))
     assert result["trainable_parameters"] == 4 * 576  # four virtual tokens of SmolLM2-135M's width
     assert json.loads((tmp_path / "adapter_config.json").read_text())["peft_type"] == "PROMPT_TUNING"
-    generator = TransformersGenerator(only_adapter(SETTINGS, tmp_path), CACHE)
+    generator = TransformersGenerator(SETTINGS.with_only_adapter(tmp_path), CACHE)
     assert generator.generate(EXAMPLES[0].messages)

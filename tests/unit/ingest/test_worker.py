@@ -28,7 +28,7 @@ def embedder() -> Embedder:
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return Settings(data_dir=tmp_path)
+    return Settings().with_data_dir(tmp_path)
 
 
 def upload(store: Store, settings: Settings, filename: str, content: bytes, kind: str = "md") -> str:

@@ -34,7 +34,7 @@ POLICIES = {
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return Settings(data_dir=tmp_path)
+    return Settings().with_data_dir(tmp_path)
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ def test_health_ready_and_the_index_it_serves(client: TestClient, policies: dict
 
 
 def test_models_that_fail_to_load_make_ready_and_ask_503_with_the_reason(tmp_path: Path) -> None:
-    settings = Settings(data_dir=tmp_path)
+    settings = Settings().with_data_dir(tmp_path)
     broken = settings.model_copy(
         update={
             "embedding": settings.embedding.model_copy(update={"backend": "fake"}),
