@@ -62,6 +62,7 @@ CODE := app ingest evaluation finetune tests bench
 lint: setup
 	$(API_VENV)/bin/ruff check $(CODE)
 	$(API_VENV)/bin/ruff format --check $(CODE)
+	$(API_VENV)/bin/mypy
 
 format: setup
 	$(API_VENV)/bin/ruff format $(CODE)

@@ -10,6 +10,7 @@ import shutil
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import faiss
 import numpy as np
@@ -57,7 +58,8 @@ class Snapshot:
         if allowed is not None:
             if not allowed:
                 return []
-            params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(np.fromiter(allowed, dtype=np.int64)))
+            selector = faiss.IDSelectorBatch(np.fromiter(allowed, dtype=np.int64))
+            params = faiss.SearchParameters(sel=selector)  # type: ignore[call-arg]  # SWIG takes it; its stub not
         query = vector.reshape(1, -1).astype(np.float32)
         scores, ids = self.dense.search(query, min(k, self.dense.ntotal), params=params)
         return [Hit(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i != -1]
@@ -90,7 +92,8 @@ def latest_generation(index_dir: Path) -> int | None:
 
 
 def read_generation(index_dir: Path, generation: int) -> Snapshot:
-    dense = faiss.read_index(str(_faiss_path(index_dir, generation)))
+    # read_index returns the concrete class it wrote, IndexIDMap2; its stub says Index.
+    dense = cast(faiss.IndexIDMap2, faiss.read_index(str(_faiss_path(index_dir, generation))))
     lexical_dir = _lexical_path(index_dir, generation)
     lexical = LexicalIndex.load(lexical_dir) if lexical_dir.is_dir() else LexicalIndex.build(np.empty(0), [])
     return Snapshot(generation, dense, lexical)
@@ -184,7 +187,7 @@ class IndexWriter:
         if not stale and not missing and latest is not None and has_lexical(self.index_dir, latest):
             return None
         if stale:
-            dense.remove_ids(np.fromiter(sorted(stale), dtype=np.int64))
+            dense.remove_ids(np.fromiter(sorted(stale), dtype=np.int64))  # type: ignore[arg-type]  # SWIG converts
         if missing:
             ids, vectors = store.chunk_vectors(sorted(missing))
             if len(ids):

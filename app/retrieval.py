@@ -90,11 +90,12 @@ class Retriever:
         found = [RetrievedChunk(chunks[chunk_id], similarity[chunk_id]) for chunk_id in ranked]
         lap("fuse")
         if self.reranker is not None and found:
-            found = self._rerank(question, found)
+            found = _reranked(self.reranker, question, found)
             lap("rerank")
         return Retrieval(found[:top_k], timings)
 
-    def _rerank(self, question: str, found: list[RetrievedChunk]) -> list[RetrievedChunk]:
-        scores = self.reranker.score(question, [searchable_text(f.chunk.section, f.chunk.text) for f in found])
-        order = sorted(range(len(found)), key=lambda i: -scores[i])
-        return [found[i] for i in order]
+
+def _reranked(reranker: Reranker, question: str, found: list[RetrievedChunk]) -> list[RetrievedChunk]:
+    scores = reranker.score(question, [searchable_text(f.chunk.section, f.chunk.text) for f in found])
+    order = sorted(range(len(found)), key=lambda i: -scores[i])
+    return [found[i] for i in order]

@@ -12,6 +12,7 @@ from pathlib import Path
 from app.components import build_retriever
 from app.config import Settings
 from app.embedding import build_embedder
+from app.generation import TextGenerator
 from app.generation.transformers_backend import TransformersGenerator
 from app.logs import configure_logging
 from app.prompt import load_template
@@ -40,6 +41,7 @@ def open_store(settings: Settings) -> Store:
 
 def run_pairs(args: argparse.Namespace, settings: Settings) -> None:
     chunks = indexed_chunks(open_store(settings))[: args.limit]
+    teacher: TextGenerator
     if args.teacher_url:
         from finetune.teacher import EndpointTeacher
 

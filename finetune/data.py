@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from app.answering import NO_ANSWER
-from app.generation import Generator
+from app.generation import TextGenerator
 from app.prompt import PromptTemplate, build_prompt
 from app.retrieval import RetrievedChunk, Retriever
 from app.store import Chunk, Store
@@ -225,11 +225,11 @@ TEACHER_PROMPT = (
 PAIR_LINE = re.compile(r"Q:\s*(?P<question>.+?\?)\s*A:\s*(?P<answer>.+)")
 
 
-def generate_pairs(generator: Generator, chunks: Sequence[Chunk], per_chunk: int = 2) -> list[QAPair]:
+def generate_pairs(generator: TextGenerator, chunks: Sequence[Chunk], per_chunk: int = 2) -> list[QAPair]:
     """Questions a teacher model writes about each chunk (distillation into the small model).
 
     Only pairs whose answer the chunk really contains are kept: build_examples needs to find it."""
-    pairs = []
+    pairs: list[QAPair] = []
     for chunk in chunks:
         prompt = TEACHER_PROMPT.format(count=per_chunk, text=f"{chunk.section}\n{chunk.text}".strip())
         reply = generator.generate([{"role": "user", "content": prompt}])

@@ -6,7 +6,7 @@ import logging
 import re
 
 from app.answering import is_refusal
-from app.generation import Generator
+from app.generation import TextGenerator
 from evaluation.metrics import exact_match, f1_score
 from finetune.probe import is_correct
 from finetune.records import Example, QAPair
@@ -19,7 +19,7 @@ NUMBER = re.compile(r"\d+")
 
 
 def evaluate_examples(
-    generator: Generator, examples: list[Example], *, general_questions: list[QAPair] | None = None
+    generator: TextGenerator, examples: list[Example], *, general_questions: list[QAPair] | None = None
 ) -> dict[str, float]:
     """Answer each example once (the generator's own decoding settings) and score the replies.
 
@@ -54,7 +54,7 @@ def evaluate_examples(
     return report
 
 
-def general_report(generator: Generator, questions: list[QAPair]) -> dict[str, float]:
+def general_report(generator: TextGenerator, questions: list[QAPair]) -> dict[str, float]:
     """Closed-book answers to general questions: a plain user message, no documents, no system prompt."""
     answers = [generator.generate([{"role": "user", "content": pair.question}]) for pair in questions]
     f1s, correct = [], []
@@ -85,7 +85,7 @@ def cites_only(reply: str, oracle_blocks: list[int]) -> bool:
     return bool(cited) and cited <= set(oracle_blocks)
 
 
-def _reply(generator: Generator, example: Example) -> str:
+def _reply(generator: TextGenerator, example: Example) -> str:
     reply = generator.generate(example.messages)
     log.debug("example %s (%s): %r (target %r)", example.id, example.kind, reply, example.target)
     return reply

@@ -6,9 +6,14 @@ import json
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal, TypeVar
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 from app.prompt import Message
+
+Record = TypeVar("Record")
 
 KnowledgeLabel = Literal["HighlyKnown", "MaybeKnown", "WeaklyKnown", "Unknown"]
 ExampleKind = Literal["oracle", "no_oracle"]
@@ -48,7 +53,7 @@ class Example:
     label: KnowledgeLabel | None = None
 
 
-def write_jsonl(path: Path, records: Iterable[object]) -> int:
+def write_jsonl(path: Path, records: Iterable[DataclassInstance]) -> int:
     path.parent.mkdir(parents=True, exist_ok=True)
     count = 0
     with path.open("w", encoding="utf-8") as f:
@@ -58,6 +63,6 @@ def write_jsonl(path: Path, records: Iterable[object]) -> int:
     return count
 
 
-def read_jsonl(path: Path, kind: type) -> list:
+def read_jsonl(path: Path, kind: type[Record]) -> list[Record]:
     with path.open(encoding="utf-8") as f:
         return [kind(**json.loads(line)) for line in f if line.strip()]

@@ -13,7 +13,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar, cast
 
 import torch
 from peft import (
@@ -46,6 +46,7 @@ CHECKPOINTS = "checkpoints"
 STATE_FILE = "trainer_state.pt"
 IGNORE = -100  # the label that takes a token out of the loss
 LOSS_WINDOW = 10  # steps averaged for the first and last loss of a run
+Item = TypeVar("Item")
 
 
 @dataclass
@@ -105,9 +106,10 @@ def peft_config(config: TrainConfig) -> PeftConfig:
 
 def tokenize(tokenizer: PreTrainedTokenizerBase, example: Example) -> tuple[list[int], list[int]]:
     """(input ids, labels) of prompt + reply; the prompt's labels are IGNORE, so only the reply is learnt."""
-    prompt = tokenizer.apply_chat_template(example.messages, add_generation_prompt=True, tokenize=True)
     reply = {"role": "assistant", "content": example.target}
-    full = tokenizer.apply_chat_template([*example.messages, reply], tokenize=True)
+    # With tokenize=True and no return_dict, the template gives the token ids.
+    prompt = cast(list[int], tokenizer.apply_chat_template(example.messages, add_generation_prompt=True, tokenize=True))
+    full = cast(list[int], tokenizer.apply_chat_template([*example.messages, reply], tokenize=True))
     if full[: len(prompt)] != prompt:
         raise ValueError("the chat template does not extend the prompt with the reply: cannot mask the prompt")
     return full, [IGNORE] * len(prompt) + full[len(prompt) :]
@@ -133,7 +135,7 @@ def _epoch_order(size: int, epoch: int, seed: int) -> tuple[int, ...]:
     return tuple(order)
 
 
-def micro_batch(items: list, step: int, micro: int, config: TrainConfig) -> list:
+def micro_batch(items: list[Item], step: int, micro: int, config: TrainConfig) -> list[Item]:
     """Micro-batch `micro` of optimizer step `step`, from a seeded shuffle per epoch.
 
     A function of the step alone, so a resumed run sees exactly the data the first run would have."""
@@ -226,7 +228,7 @@ def train(
         if done % config.save_every == 0 or done == config.steps:
             save_checkpoint(output / CHECKPOINTS / f"step-{done}", model, optimizer, done, data_hash)
 
-    model.save_pretrained(output)
+    model.save_pretrained(str(output))
     result = {
         "steps": max(start, config.steps),
         "start_step": start,
@@ -273,7 +275,7 @@ def save_checkpoint(
     # Written beside the target and renamed: a crash never leaves a half checkpoint to resume from.
     staging = folder.with_name(f".{folder.name}.tmp")
     shutil.rmtree(staging, ignore_errors=True)
-    model.save_pretrained(staging)
+    model.save_pretrained(str(staging))
     state = {
         "step": step,
         "optimizer": optimizer.state_dict(),
@@ -301,7 +303,7 @@ def load_checkpoint(folder: Path, model: PeftModel, optimizer: torch.optim.Optim
     torch.set_rng_state(state["torch_rng"])
     if state["cuda_rng"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda_rng"])
-    return state["step"]
+    return int(state["step"])
 
 
 def add_metrics_to_card(adapter: Path, metrics: dict[str, Any]) -> None:

@@ -13,7 +13,8 @@ from app.store import Store
 
 
 def get_service(request: Request) -> Service:
-    return request.app.state.service
+    service: Service = request.app.state.service
+    return service
 
 
 def get_settings(service: Annotated[Service, Depends(get_service)]) -> Settings:

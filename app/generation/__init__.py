@@ -9,7 +9,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from app.config import GeneratorSettings
 from app.errors import AdapterNotFound
@@ -24,14 +24,23 @@ ADAPTER_CARD = "adapter_card.json"
 SENTENCE_END = re.compile(r"(?<!\be\.g)(?<!\bi\.e)[.!?](?:\s*\[\d+\])?(?=\s|$)")
 
 
-class Generator(Protocol):
-    model_name: str
-    adapters: Sequence[str]  # the names a request may pass as `adapter`
+class TextGenerator(Protocol):
+    """What asks only for whole answers needs (fine-tuning's teacher and its evaluation)."""
 
     def generate(self, messages: list[Message], adapter: str | None = None) -> str:
         """Run chat messages through the chat template; return only the new text, stripped.
 
-        `adapter` names one of `adapters`; None is the configured default (the base model if none)."""
+        `adapter` names one of the generator's adapters; None is its default (the base model if none)."""
+        ...
+
+
+class Generator(TextGenerator, Protocol):
+    @property
+    def model_name(self) -> str: ...
+
+    @property
+    def adapters(self) -> Sequence[str]:
+        """The names a request may pass as `adapter`."""
         ...
 
     def stream(
@@ -68,7 +77,7 @@ def count_sentences(text: str) -> int:
 class AdapterInfo:
     name: str
     path: Path
-    card: dict | None  # ADAPTER_CARD, when the folder has a readable one
+    card: dict[str, Any] | None  # ADAPTER_CARD, when the folder has a readable one
     default: bool
 
 
@@ -81,7 +90,7 @@ def describe_adapters(settings: GeneratorSettings) -> list[AdapterInfo]:
     ]
 
 
-def _read_card(path: Path) -> dict | None:
+def _read_card(path: Path) -> dict[str, Any] | None:
     try:
         card = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:

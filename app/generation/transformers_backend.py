@@ -13,11 +13,13 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, cast
 
 import torch
 from transformers import (
     AutoModelForCausalLM,
     AutoTokenizer,
+    BatchEncoding,
     GenerationConfig,
     LogitsProcessor,
     LogitsProcessorList,
@@ -49,7 +51,7 @@ class TransformersGenerator:
         source = packaged_cache(settings.model, cache_dir) if is_packaged(settings.model) else settings.model
         try:
             self.tokenizer: PreTrainedTokenizerBase = AutoTokenizer.from_pretrained(source)
-            model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
+            model: PreTrainedModel = AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
         except Exception as exc:  # any loader failure means the same thing to the user
             raise ModelUnavailable(f"cannot load generator model {settings.model!r}: {exc}") from exc
         # peft's own names: a user's name may hold characters (".") that torch module names cannot.
@@ -57,7 +59,8 @@ class TransformersGenerator:
         if folders:
             model = _with_adapters(model, folders, self._peft_names)
         self.model_name = settings.model + (f"+{self.default_adapter}" if self.default_adapter else "")
-        self.model = model.to(self.device).eval()
+        # Any: transformers wraps `to` and `generate` in decorators its annotations cannot follow.
+        self.model: Any = cast(Any, model).to(self.device).eval()
         self.generation_config = _generation_config(self.model, self.tokenizer, settings)
         self.max_sentences = settings.max_sentences
         self.no_repeat_ngram_size = settings.no_repeat_ngram_size
@@ -75,21 +78,22 @@ class TransformersGenerator:
         return self._stream(messages, stop, self.default_adapter if adapter is None else adapter)
 
     def _stream(self, messages: list[Message], stop: threading.Event | None, adapter: str | None) -> Iterator[str]:
-        inputs = self.tokenizer.apply_chat_template(
+        encoded = self.tokenizer.apply_chat_template(
             messages,
             add_generation_prompt=True,
             return_tensors="pt",
             return_dict=True,
-        ).to(self.device)
-        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        )
+        inputs = cast(BatchEncoding, encoded).to(self.device)  # return_dict=True: a BatchEncoding
+        streamer = TextIteratorStreamer(cast(Any, self.tokenizer), skip_prompt=True, skip_special_tokens=True)
         # Set when the consumer stops early (closes this iterator); `stop` is the caller's own signal.
         halt = threading.Event()
         failure: list[Exception] = []
         prompt_length = inputs["input_ids"].shape[1]
-        stopping = [_EventSet(halt, stop)]
+        stopping: list[StoppingCriteria] = [_EventSet(halt, stop)]
         if self.max_sentences:
             stopping.append(_SentenceLimit(self.tokenizer, prompt_length, self.max_sentences))
-        processors = []
+        processors: list[LogitsProcessor] = []
         if self.no_repeat_ngram_size:
             processors.append(_NoRepeatInAnswer(self.no_repeat_ngram_size, prompt_length))
 
@@ -141,7 +145,8 @@ class _EventSet(StoppingCriteria):
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs: object) -> torch.BoolTensor:
         stopped = any(event.is_set() for event in self.events)
-        return torch.full((input_ids.shape[0],), stopped, dtype=torch.bool, device=input_ids.device)
+        flags = torch.full((input_ids.shape[0],), stopped, dtype=torch.bool, device=input_ids.device)
+        return cast(torch.BoolTensor, flags)
 
 
 class _SentenceLimit(StoppingCriteria):
@@ -155,7 +160,7 @@ class _SentenceLimit(StoppingCriteria):
             count_sentences(self.tokenizer.decode(row[self.prompt_length :], skip_special_tokens=True)) >= self.limit
             for row in input_ids
         ]
-        return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
+        return cast(torch.BoolTensor, torch.tensor(done, dtype=torch.bool, device=input_ids.device))
 
 
 class _NoRepeatInAnswer(LogitsProcessor):
@@ -254,7 +259,8 @@ def _with_adapters(model: PreTrainedModel, folders: dict[str, Path], peft_names:
             if isinstance(model, PeftModel):
                 model.load_adapter(str(path), adapter_name=peft_names[name])
             else:
-                model = PeftModel.from_pretrained(model, str(path), adapter_name=peft_names[name])
+                adapted = PeftModel.from_pretrained(model, str(path), adapter_name=peft_names[name])
+                model = cast(PreTrainedModel, adapted)
         except Exception as exc:
             raise ModelUnavailable(f"cannot load adapter {name!r} from {path}: {exc}") from exc
     return model
@@ -273,7 +279,7 @@ def _peft_type(name: str, path: Path) -> str:
 def _generation_config(
     model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, settings: GeneratorSettings
 ) -> GenerationConfig:
-    config = copy.deepcopy(model.generation_config)
+    config = copy.deepcopy(model.generation_config) or GenerationConfig()
     config.max_new_tokens = settings.max_new_tokens
     config.repetition_penalty = settings.repetition_penalty
     if config.pad_token_id is None:
