@@ -94,6 +94,9 @@ class GeneratorSettings(Section):
     max_sentences: int = Field(2, ge=0)  # stop once the answer has this many sentences; 0 = no limit
     no_repeat_ngram_size: int = Field(4, ge=0)  # no n-gram twice within the answer (the prompt is exempt)
     repetition_penalty: float = Field(1.0, gt=0)  # transformers' own: it also penalises copying the prompt
+    # How long a question waits for the generator while others are answered (one at a time in-process),
+    # before it gets a 503.
+    max_wait_seconds: float = Field(120, gt=0)
     temperature: float = Field(0.0, ge=0)
     top_p: float = Field(1.0, gt=0, le=1)
     top_k: int = Field(0, ge=0)

@@ -50,6 +50,12 @@ class ModelUnavailable(RagError):
     status_code = 503
 
 
+class GeneratorBusy(RagError):
+    """Every generation slot stayed taken for generator.max_wait_seconds."""
+
+    status_code = 503
+
+
 def describe_validation_errors(errors: Sequence[Mapping[str, Any]]) -> str:
     """pydantic's field-by-field errors as one sentence a person can act on: `body.question: Field required`."""
     return "; ".join(f"{'.'.join(map(str, error['loc']))}: {error['msg']}" for error in errors)

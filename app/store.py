@@ -1,17 +1,20 @@
-"""The embedded store: documents, their chunks (with vectors) and the durable job queue, in SQLite (WAL)."""
+"""The embedded store: documents, their tags and chunks (with vectors) in SQLite, and the job queue beside them."""
 
 from __future__ import annotations
 
 import sqlite3
-import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from app.database import Database
+from app.jobs import SCHEMA as JOBS_SCHEMA
+from app.jobs import Clock, JobQueue, enqueue
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS documents (
@@ -43,18 +46,6 @@ CREATE TABLE IF NOT EXISTS document_tags (
     PRIMARY KEY (document_id, tag)
 );
 CREATE INDEX IF NOT EXISTS document_tags_tag ON document_tags(tag);
-CREATE TABLE IF NOT EXISTS jobs (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    kind TEXT NOT NULL,
-    document_id TEXT REFERENCES documents(id) ON DELETE CASCADE,
-    status TEXT NOT NULL DEFAULT 'queued',
-    attempts INTEGER NOT NULL DEFAULT 0,
-    lease_until REAL,
-    error TEXT,
-    created_at REAL NOT NULL,
-    updated_at REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS jobs_status ON jobs(status, id);
 """
 
 # Tags joined with the unit separator, which no tag contains.
@@ -107,50 +98,23 @@ class NewChunk:
     embedding: np.ndarray
 
 
-@dataclass(frozen=True)
-class Job:
-    id: int
-    kind: str  # "ingest" (document_id set) or "prune" (drop vectors of deleted chunks)
-    document_id: str | None
-    attempts: int
-
-
 class Store:
-    """One SQLite file shared by the API and the worker; each thread gets its own connection."""
+    """Documents and chunks; `jobs` is the queue in the same database. Opens nothing until first used."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, clock: Clock = time.time) -> None:
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._local = threading.local()
-        self._connection().executescript(SCHEMA)
+        self.database = Database(path, SCHEMA + JOBS_SCHEMA)
+        self.jobs = JobQueue(self.database, clock)
+        self.clock = clock
 
     def _connection(self) -> sqlite3.Connection:
-        db = getattr(self._local, "db", None)
-        if db is None:
-            db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-            db.row_factory = sqlite3.Row
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
-            db.execute("PRAGMA foreign_keys=ON")
-            self._local.db = db
-        return db
+        return self.database.connection()
 
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        db = self._connection()
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            yield db
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
+    def _transaction(self) -> AbstractContextManager[sqlite3.Connection]:
+        return self.database.transaction()
 
     def close(self) -> None:
-        db = getattr(self._local, "db", None)
-        if db is not None:
-            db.close()
-            self._local.db = None
+        self.database.close()
 
     # Documents
 
@@ -158,7 +122,7 @@ class Store:
         self, filename: str, kind: str, sha256: str, size_bytes: int, tags: Sequence[str] = ()
     ) -> tuple[Document, bool]:
         """Insert a document and its ingest job; the same bytes again return the existing one (tags added)."""
-        now = time.time()
+        now = self.clock()
         with self._transaction() as db:
             row = db.execute("SELECT id FROM documents WHERE sha256 = ?", (sha256,)).fetchone()
             created = row is None
@@ -169,10 +133,7 @@ class Store:
                     " VALUES (?, ?, ?, ?, ?, 'queued', ?, ?)",
                     (doc_id, filename, kind, sha256, size_bytes, now, now),
                 )
-                db.execute(
-                    "INSERT INTO jobs (kind, document_id, created_at, updated_at) VALUES ('ingest', ?, ?, ?)",
-                    (doc_id, now, now),
-                )
+                enqueue(db, "ingest", doc_id, now)
             db.executemany(
                 "INSERT OR IGNORE INTO document_tags (document_id, tag) VALUES (?, ?)", [(doc_id, t) for t in tags]
             )
@@ -189,11 +150,11 @@ class Store:
 
     def delete_document(self, doc_id: str) -> bool:
         """Delete a document and its chunks, and queue the removal of their vectors from the index."""
-        now = time.time()
+        now = self.clock()
         with self._transaction() as db:
             deleted = db.execute("DELETE FROM documents WHERE id = ?", (doc_id,)).rowcount
             if deleted:
-                db.execute("INSERT INTO jobs (kind, created_at, updated_at) VALUES ('prune', ?, ?)", (now, now))
+                enqueue(db, "prune", None, now)
         return bool(deleted)
 
     # Chunks
@@ -219,7 +180,7 @@ class Store:
             )
             db.execute(
                 "UPDATE documents SET chunk_count = ?, updated_at = ? WHERE id = ?",
-                (len(chunks), time.time(), doc_id),
+                (len(chunks), self.clock(), doc_id),
             )
         return True
 
@@ -270,48 +231,3 @@ class Store:
             ids,
         )
         return {row["id"]: Chunk(**row) for row in rows}
-
-    # Jobs
-
-    def claim_next_job(self, lease_seconds: float) -> Job | None:
-        """Take the oldest queued job, or one whose worker stopped renewing its lease."""
-        now = time.time()
-        with self._transaction() as db:
-            row = db.execute(
-                "SELECT id, kind, document_id, attempts FROM jobs"
-                " WHERE status = 'queued' OR (status = 'running' AND lease_until < ?)"
-                " ORDER BY id LIMIT 1",
-                (now,),
-            ).fetchone()
-            if row is None:
-                return None
-            db.execute(
-                "UPDATE jobs SET status = 'running', attempts = attempts + 1, lease_until = ?, updated_at = ?"
-                " WHERE id = ?",
-                (now + lease_seconds, now, row["id"]),
-            )
-            if row["document_id"] is not None:
-                db.execute(
-                    "UPDATE documents SET status = 'processing', updated_at = ? WHERE id = ?",
-                    (now, row["document_id"]),
-                )
-        return Job(id=row["id"], kind=row["kind"], document_id=row["document_id"], attempts=row["attempts"] + 1)
-
-    def renew_lease(self, job_id: int, lease_seconds: float) -> None:
-        with self._transaction() as db:
-            db.execute("UPDATE jobs SET lease_until = ? WHERE id = ?", (time.time() + lease_seconds, job_id))
-
-    def finish_job(self, job: Job, error: str | None = None) -> None:
-        """Mark a job done (and its document indexed), or failed with a readable reason."""
-        now = time.time()
-        status = "failed" if error else "done"
-        with self._transaction() as db:
-            db.execute(
-                "UPDATE jobs SET status = ?, error = ?, lease_until = NULL, updated_at = ? WHERE id = ?",
-                (status, error, now, job.id),
-            )
-            if job.document_id is not None:
-                db.execute(
-                    "UPDATE documents SET status = ?, error = ?, updated_at = ?, indexed_at = ? WHERE id = ?",
-                    ("failed" if error else "indexed", error, now, None if error else now, job.document_id),
-                )

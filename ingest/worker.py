@@ -12,7 +12,8 @@ from app.config import Settings
 from app.embedding import Embedder
 from app.errors import EmptyDocument, RagError
 from app.index import IndexWriter
-from app.store import Job, NewChunk, Store
+from app.jobs import Job
+from app.store import NewChunk, Store
 from ingest.chunking import chunk_markdown
 from ingest.parsing import parse_to_markdown
 
@@ -45,13 +46,13 @@ class Worker:
             self.index.sync(self.store)
             # Only now that the index holds their vectors do the documents count as indexed.
             for job, error in zip(jobs, errors, strict=True):
-                self.store.finish_job(job, error=error)
+                self.store.jobs.finish(job, error=error)
         return True
 
     def _claim_batch(self) -> list[Job]:
         jobs: list[Job] = []
         while len(jobs) < self.settings.ingest.batch_size:
-            job = self.store.claim_next_job(self.settings.ingest.lease_seconds)
+            job = self.store.jobs.claim_next(self.settings.ingest.lease_seconds)
             if job is None:
                 break
             jobs.append(job)
@@ -99,7 +100,7 @@ class Worker:
         def heartbeat() -> None:
             while not done.wait(lease / 3):
                 for job in jobs:
-                    self.store.renew_lease(job.id, lease)
+                    self.store.jobs.renew_lease(job.id, lease)
 
         thread = threading.Thread(target=heartbeat, name="lease-heartbeat", daemon=True)
         thread.start()

@@ -12,20 +12,21 @@ from app.service import Service
 from app.store import Store
 
 
-def get_service(request: Request) -> Service:
+# async: resolved on the event loop, so no dependency waits for a thread of the pool that /ask calls fill.
+async def get_service(request: Request) -> Service:
     service: Service = request.app.state.service
     return service
 
 
-def get_settings(service: Annotated[Service, Depends(get_service)]) -> Settings:
+async def get_settings(service: Annotated[Service, Depends(get_service)]) -> Settings:
     return service.settings
 
 
-def get_store(service: Annotated[Service, Depends(get_service)]) -> Store:
+async def get_store(service: Annotated[Service, Depends(get_service)]) -> Store:
     return service.store
 
 
-def get_answerer(service: Annotated[Service, Depends(get_service)]) -> Answerer:
+async def get_answerer(service: Annotated[Service, Depends(get_service)]) -> Answerer:
     return service.require_answerer()
 
 

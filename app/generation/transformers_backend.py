@@ -31,7 +31,7 @@ from transformers import (
 )
 
 from app.config import GeneratorSettings
-from app.errors import ModelUnavailable
+from app.errors import GeneratorBusy, ModelUnavailable
 from app.generation import check_adapter, count_sentences
 from app.packaged import PACKAGED_MODELS, PREFIX, is_packaged, resolve_packaged
 from app.prompt import Message
@@ -65,6 +65,7 @@ class TransformersGenerator:
         self.max_sentences = settings.max_sentences
         self.no_repeat_ngram_size = settings.no_repeat_ngram_size
         self._lock = threading.Lock()
+        self.max_wait_seconds = settings.max_wait_seconds
         elapsed = time.perf_counter() - started
         log.info("generator %s loaded on %s (%s) in %.1fs", self.model_name, self.device, dtype, elapsed)
 
@@ -113,7 +114,12 @@ class TransformersGenerator:
 
         # One generation at a time, held until the last piece: the API streams from a thread pool and
         # the model, with its one active adapter, is shared.
-        with self._lock:
+        # Waiting is bounded, so a burst of questions gets 503s instead of piling up without end.
+        if not self._lock.acquire(timeout=self.max_wait_seconds):
+            raise GeneratorBusy(
+                f"the generator stayed busy with other questions for {self.max_wait_seconds:g} s; retry later"
+            )
+        try:
             worker = threading.Thread(target=run, name="generate", daemon=True)
             worker.start()
             try:
@@ -121,6 +127,8 @@ class TransformersGenerator:
             finally:
                 halt.set()
                 worker.join()
+        finally:
+            self._lock.release()
         if failure:
             raise failure[0]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import anyio
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
@@ -11,8 +12,13 @@ from app.api.schemas import Health, Readiness
 router = APIRouter(tags=["health"])
 
 
+# Both probes run on the event loop, never in the thread pool that blocked /ask calls may fill, and /ready
+# loads a new index generation in a thread of its own: liveness never waits behind questions.
+READINESS_THREADS = anyio.CapacityLimiter(1)
+
+
 @router.get("/health", response_model=Health, summary="The process is alive")
-def health() -> Health:
+async def health() -> Health:
     return Health(status="ok")
 
 
@@ -22,9 +28,9 @@ def health() -> Health:
     responses={503: {"model": Readiness}},
     summary="200 once the models are loaded; 503 with the reason before that",
 )
-def ready(service: ServiceDep) -> Readiness | JSONResponse:
+async def ready(service: ServiceDep) -> Readiness | JSONResponse:
     answerer = service.answerer
-    snapshot = service.index.current()
+    snapshot = await anyio.to_thread.run_sync(service.index.current, limiter=READINESS_THREADS)
     readiness = Readiness(
         ready=answerer is not None,
         index_generation=snapshot.generation if snapshot else None,

@@ -12,9 +12,9 @@ from transformers import AutoModelForCausalLM
 
 import app.generation.transformers_backend as generation
 from app.config import GeneratorSettings, StorageSettings
-from app.errors import AdapterNotFound, ModelUnavailable
+from app.errors import AdapterNotFound, GeneratorBusy, ModelUnavailable
 from app.generation import Generator, build_generator, count_sentences
-from app.generation.transformers_backend import packaged_cache
+from app.generation.transformers_backend import TransformersGenerator, packaged_cache
 from app.prompt import build_prompt, load_template
 from app.retrieval import RetrievedChunk
 from app.store import Chunk
@@ -39,8 +39,8 @@ def cache_dir() -> Path:
 
 
 @pytest.fixture(scope="module")
-def generator(cache_dir: Path) -> Generator:
-    return build_generator(SETTINGS, cache_dir)
+def generator(cache_dir: Path) -> TransformersGenerator:
+    return TransformersGenerator(SETTINGS, cache_dir)
 
 
 @pytest.fixture(scope="module")
@@ -244,3 +244,13 @@ def test_a_sentence_limit_keeps_answers_short(cache_dir: Path) -> None:
     short = build_generator(GeneratorSettings(max_new_tokens=96, max_sentences=1, no_repeat_ngram_size=4), cache_dir)
     answer = short.generate(REFUND_PROMPT)
     assert count_sentences(answer) <= 1 and "30" in answer
+
+
+def test_a_question_that_waits_too_long_for_the_generator_gets_busy(generator: TransformersGenerator) -> None:
+    waits = generator.max_wait_seconds
+    generator.max_wait_seconds = 0.05
+    try:
+        with generator._lock, pytest.raises(GeneratorBusy, match="busy with other questions for 0.05 s"):
+            generator.generate(REFUND_PROMPT)  # another generation holds the model
+    finally:
+        generator.max_wait_seconds = waits

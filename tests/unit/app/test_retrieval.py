@@ -35,7 +35,7 @@ def corpus(tmp_path: Path, embedder: Embedder) -> tuple[Store, LiveIndex, dict[s
     for filename, (section, text) in POLICIES.items():
         doc, _ = store.add_document(filename, "md", filename, 1, tags=["finance"] if "expenses" in filename else [])
         store.replace_chunks(doc.id, [NewChunk(0, section, text, embedder.embed([searchable_text(section, text)])[0])])
-        store.finish_job(store.claim_next_job(60))
+        store.jobs.finish(store.jobs.claim_next(60))
         doc_ids[filename] = doc.id
     dense = new_index(embedder.dim)
     ids, vectors = store.chunk_vectors(sorted(store.chunk_ids()))

@@ -68,7 +68,7 @@ def build_data_dir(data_dir: Path, embedder: Embedder) -> Store:
         vectors = embedder.embed(texts)
         chunks = [NewChunk(i, section, text, vectors[i]) for i, (section, text) in enumerate(sections)]
         store.replace_chunks(doc.id, chunks)
-        store.finish_job(store.claim_next_job(60))
+        store.jobs.finish(store.jobs.claim_next(60))
     dense = new_index(embedder.dim)
     ids, vectors = store.chunk_vectors(sorted(store.chunk_ids()))
     dense.add_with_ids(vectors, ids)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import shutil
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -16,6 +15,7 @@ from app.embedding.sentence_transformers_backend import SentenceTransformersEmbe
 from app.index import LiveIndex, index_ids, latest_generation
 from app.store import NewChunk, Store
 from ingest.worker import Worker
+from tests.clock import FakeClock
 
 REFUNDS = b"# Refund Policy\n\n## Eligibility\n\nRefunds are accepted within 30 days of purchase.\n"
 LAPTOPS = b"# Security\n\n## Laptops\n\nLaptops lock after five minutes.\n\n## Passwords\n\nAt least 14 characters.\n"
@@ -101,13 +101,14 @@ def test_a_restarted_worker_reuses_the_index_and_rebuilds_a_lost_one(settings: S
 
 
 def test_a_job_interrupted_after_storing_chunks_is_redone_cleanly(settings: Settings, embedder: Embedder) -> None:
-    store = Store(settings.storage.database_path)
+    clock = FakeClock()
+    store = Store(settings.storage.database_path, clock=clock)
     doc = upload(store, settings, "refunds.md", REFUNDS)
     worker = Worker(settings, store, embedder)
     # Another worker died mid-job: it claimed the job and stored chunks, then its lease ran out.
-    store.claim_next_job(lease_seconds=0.01)
+    store.jobs.claim_next(lease_seconds=30)
     store.replace_chunks(doc, [NewChunk(0, "", "stale", embedder.embed(["stale"])[0])])
-    time.sleep(0.05)
+    clock.advance(31)
     drain(worker)
     assert store.get_document(doc).status == "indexed"
     texts = [c.text for c in store.searchable_chunks(sorted(store.chunk_ids())).values()]

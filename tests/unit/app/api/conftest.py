@@ -58,7 +58,7 @@ def index_queued(client: TestClient) -> None:
     chunks under their heading, then one index generation holds them."""
     service = service_of(client)
     store, settings, embedder = service.store, service.settings, FakeEmbedder()
-    while (job := store.claim_next_job(lease_seconds=60)) is not None:
+    while (job := store.jobs.claim_next(lease_seconds=60)) is not None:
         if job.document_id is not None:
             doc = store.get_document(job.document_id)
             text = (settings.storage.uploads_dir / doc.sha256).read_text(encoding="utf-8", errors="replace")
@@ -67,7 +67,7 @@ def index_queued(client: TestClient) -> None:
             pairs = enumerate(zip(pieces, vectors, strict=True))
             chunks = [NewChunk(i, section, body, vector) for i, ((section, body), vector) in pairs]
             store.replace_chunks(doc.id, chunks)
-        store.finish_job(job)
+        store.jobs.finish(job)
     IndexWriter(settings.storage.index_dir, embedder.dim).sync(store)
 
 

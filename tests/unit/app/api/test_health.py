@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from fastapi.testclient import TestClient
 
 from app.config import Settings
+from app.errors import GeneratorBusy
+from app.generation.fake import FakeGenerator
 from app.main import create_app
 
 
@@ -48,3 +53,35 @@ def test_the_chat_page_and_the_api_schema_are_served(client: TestClient) -> None
     assert page.status_code == 200 and "<html" in page.text.lower()
     paths = client.get("/openapi.json").json()["paths"]
     assert {"/ask", "/documents", "/v1/chat/completions", "/adapters", "/ready"} <= paths.keys()
+
+
+def test_liveness_answers_while_every_pool_thread_waits_on_a_question(
+    client: TestClient, generator: FakeGenerator, policies: dict
+) -> None:
+    release = threading.Event()
+
+    def slow(messages: list, adapter: str | None) -> str:
+        release.wait(30)
+        return "Passwords must be at least 14 characters long [1]."
+
+    generator.reply = slow
+    # More blocked synchronous /ask calls than the thread pool has threads (40).
+    with ThreadPoolExecutor(max_workers=45) as pool:
+        asks = [pool.submit(client.post, "/ask", json={"question": "How long must passwords be?"}) for _ in range(45)]
+        try:
+            started = time.monotonic()
+            assert client.get("/health").status_code == 200
+            assert client.get("/ready").json()["ready"]
+            assert time.monotonic() - started < 5
+        finally:
+            release.set()
+        assert {ask.result().status_code for ask in asks} == {200}
+
+
+def test_a_busy_generator_is_a_503_with_advice(client: TestClient, generator: FakeGenerator, policies: dict) -> None:
+    def busy(messages: list, adapter: str | None) -> str:
+        raise GeneratorBusy("the generator stayed busy with other questions for 120 s; retry later")
+
+    generator.reply = busy
+    response = client.post("/ask", json={"question": "How long must passwords be?"})
+    assert response.status_code == 503 and "retry later" in response.json()["detail"]
