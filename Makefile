@@ -90,7 +90,8 @@ finetune: setup
 	@test -n "$(PAIRS)" || { echo "usage: make finetune PAIRS=pairs.jsonl [DATA_DIR=./data OUT=./adapters/adapter STEPS=200 METHOD=lora|prompt-tuning PROBE_ARGS=... TRAIN_ARGS=...]"; exit 2; }
 	$(API_PY) -m finetune probe --pairs $(PAIRS) --out $(OUT)/data/labels.jsonl $(PROBE_ARGS)
 	$(API_PY) -m finetune data --pairs $(PAIRS) --data-dir $(DATA_DIR) --labels $(OUT)/data/labels.jsonl --out $(OUT)/data
-	$(API_PY) -m finetune train --examples $(OUT)/data/train.jsonl --out $(OUT) --method $(METHOD) --steps $(STEPS) $(TRAIN_ARGS)
+	$(API_PY) -m finetune train --examples $(OUT)/data/train.jsonl --held-out $(OUT)/data/held_out.jsonl --out $(OUT) \
+		--method $(METHOD) --steps $(STEPS) $(TRAIN_ARGS)
 	$(API_PY) -m finetune evaluate --examples $(OUT)/data/held_out.jsonl --adapter $(OUT) --general $(GENERAL)
 
 # The shipped reader adapter (adapters/reader): label what the base model knows, RAFT examples over the training
@@ -102,7 +103,8 @@ READER_TRAIN_ARGS ?= --steps 300 --batch-size 8 --grad-accum 1 --max-length 1536
 reader: setup
 	$(API_PY) -m finetune probe $(foreach c,$(READER_CORPORA),--pairs $(c)/questions.jsonl) --out $(READER_OUT)/data/labels.jsonl $(PROBE_ARGS)
 	$(WORKER_PY) -m finetune reader-data $(foreach c,$(READER_CORPORA),--corpus $(c)) --out $(READER_OUT)/data
-	$(API_PY) -m finetune train --examples $(READER_OUT)/data/train.jsonl --labels $(READER_OUT)/data/labels.jsonl --out $(READER_OUT) $(READER_TRAIN_ARGS) $(TRAIN_ARGS)
+	$(API_PY) -m finetune train --examples $(READER_OUT)/data/train.jsonl --labels $(READER_OUT)/data/labels.jsonl \
+		--held-out $(READER_OUT)/data/held_out.jsonl --out $(READER_OUT) $(READER_TRAIN_ARGS) $(TRAIN_ARGS)
 	$(API_PY) -m finetune evaluate --examples $(READER_OUT)/data/held_out.jsonl --adapter $(READER_OUT) --general $(GENERAL)
 
 # First the in-process API tests with the fake models (seconds); then the worker-side tests, which need dedoc,

@@ -22,6 +22,11 @@ def normalize_answer(text: str) -> str:
     return " ".join(ARTICLES.sub(" ", text).split())
 
 
+def mean(values: Sequence[float]) -> float:
+    """The mean, 0.0 for no values (a share of nothing)."""
+    return sum(values) / len(values) if values else 0.0
+
+
 def exact_match(prediction: str, golds: Sequence[str]) -> float:
     """1.0 when the prediction equals any gold answer after normalization; no golds means the gold is ""."""
     return max(float(normalize_answer(prediction) == normalize_answer(gold)) for gold in golds or [""])

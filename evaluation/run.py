@@ -26,6 +26,7 @@ from evaluation.metrics import (
     f1_score,
     first_hit_rank,
     latency_report,
+    mean,
     retrieval_report,
     roc_auc,
 )
@@ -182,7 +183,7 @@ def answer_report(records: list[dict[str, float]]) -> dict[str, float]:
     given = [r for r in records if not r["declined"]]
 
     def share(rows: list[dict[str, float]], key: str) -> float:
-        return sum(r[key] for r in rows) / len(rows) if rows else 0.0
+        return mean([r[key] for r in rows])
 
     return {
         "contains": share(answerable, "contains"),

@@ -13,7 +13,7 @@ from app.components import build_retriever
 from app.config import Settings
 from app.embedding import build_embedder
 from app.generation import TextGenerator
-from app.generation.transformers_backend import TransformersGenerator
+from app.generation.transformers_backend import TransformersGenerator, load_causal_lm
 from app.logs import configure_logging
 from app.prompt import load_template
 from app.store import Store
@@ -64,8 +64,9 @@ def run_probe(args: argparse.Namespace, settings: Settings) -> None:
     from finetune.probe import label_counts, probe_pairs
 
     pairs = [pair for path in args.pairs for pair in load_pairs(path)]
+    generator = settings.generator
     results = probe_pairs(
-        base_generator(settings),
+        load_causal_lm(generator.model, generator.device, settings.storage.model_cache_dir),
         pairs,
         shots=args.shots,
         samples=args.samples,
@@ -154,7 +155,9 @@ def run_train(args: argparse.Namespace, settings: Settings) -> None:
     if args.labels:  # the probe's knowledge labels, recorded per example and as a mix in the adapter card
         known = {result.id: result.label for result in read_jsonl(args.labels, ProbeResult)}
         examples = [replace(example, label=known.get(example.id, example.label)) for example in examples]
-    result = train(settings.generator, settings.storage.model_cache_dir, examples, config, resume=args.resume)
+    held_out = read_jsonl(args.held_out, Example) if args.held_out else None
+    cache_dir = settings.storage.model_cache_dir
+    result = train(settings.generator, cache_dir, examples, config, resume=args.resume, held_out=held_out)
     print(json.dumps(result, indent=2))
 
 
@@ -244,6 +247,8 @@ def parser() -> argparse.ArgumentParser:
     fit.add_argument("--save-every", type=int)
     fit.add_argument("--seed", type=int)
     fit.add_argument("--labels", type=Path, help="labels JSONL from `probe`, copied onto the examples")
+    fit.add_argument("--held-out", type=Path, help="held_out.jsonl from `data`: its answer loss is tracked")
+    fit.add_argument("--eval-every", type=int, help="steps between held-out loss measurements (default 50)")
     fit.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
     fit.set_defaults(run=run_train)
 

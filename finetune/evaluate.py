@@ -7,7 +7,7 @@ import re
 
 from app.answering import is_refusal
 from app.generation import TextGenerator
-from evaluation.metrics import exact_match, f1_score
+from evaluation.metrics import exact_match, f1_score, mean
 from finetune.probe import is_correct
 from finetune.records import Example, QAPair
 
@@ -40,11 +40,11 @@ def evaluate_examples(
         cited.append(cites_only(reply, example.oracle_blocks))
         refused.append(is_refusal(reply))
     report = {
-        "answer_f1": _mean(f1s),
-        "exact_match": _mean(matches),
-        "citation_accuracy": _mean(cited),
-        "oracle_refusal_rate": _mean(refused),
-        "refusal_accuracy": _mean([is_refusal(reply) for reply in no_oracle]),
+        "answer_f1": mean(f1s),
+        "exact_match": mean(matches),
+        "citation_accuracy": mean(cited),
+        "oracle_refusal_rate": mean(refused),
+        "refusal_accuracy": mean([is_refusal(reply) for reply in no_oracle]),
         "n_oracle": len(oracle),
         "n_no_oracle": len(no_oracle),
     }
@@ -62,7 +62,7 @@ def general_report(generator: TextGenerator, questions: list[QAPair]) -> dict[st
         log.debug("general %r -> %r (gold %r)", pair.question, answer, pair.answer)
         f1s.append(f1_score(answer, [pair.answer]))
         correct.append(is_correct(answer, pair.answer))
-    return {"general_f1": _mean(f1s), "general_accuracy": _mean(correct), "n_general": len(questions)}
+    return {"general_f1": mean(f1s), "general_accuracy": mean(correct), "n_general": len(questions)}
 
 
 def gold_answer(target: str) -> str:
@@ -89,7 +89,3 @@ def _reply(generator: TextGenerator, example: Example) -> str:
     reply = generator.generate(example.messages)
     log.debug("example %s (%s): %r (target %r)", example.id, example.kind, reply, example.target)
     return reply
-
-
-def _mean(values: list[float] | list[bool]) -> float:
-    return sum(values) / len(values) if values else 0.0

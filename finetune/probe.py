@@ -15,14 +15,14 @@ sentences, which a model paraphrases).
 
 from __future__ import annotations
 
-import copy
 import logging
 import re
 from collections import Counter
-from typing import Any
+from typing import cast
 
 import torch
 
+from app.generation.transformers_backend import CausalLM, decoding_config, pad_token_id
 from app.prompt import Message
 from evaluation.metrics import f1_score, normalize_answer
 from finetune.records import KnowledgeLabel, ProbeResult, QAPair
@@ -49,7 +49,7 @@ PUNCTUATION_RUN = re.compile(r"[^\w\s]+")
 
 
 def probe_pairs(
-    generator: Any,
+    base: CausalLM,
     pairs: list[QAPair],
     *,
     shots: int = 4,
@@ -60,8 +60,7 @@ def probe_pairs(
 ) -> list[ProbeResult]:
     """Label each pair by the base model's closed-book answers; one result per pair, in order.
 
-    `generator` is an `app.generation.TransformersGenerator` (its `.model`, `.tokenizer` and
-    `.generation_config` are used: sampling needs `num_return_sequences`). Each pair is answered
+    `base` is the model itself, not a served generator: sampling needs `num_return_sequences`. Each pair is answered
     greedily under `greedy_prompts` few-shot prompts, each made of `shots` other pairs of `pairs`
     (the most similar questions first, then the next most similar), and `samples` times at
     `temperature` under the first prompt. `greedy_correct` is True when any greedy answer was correct.
@@ -74,8 +73,8 @@ def probe_pairs(
     for first in range(0, len(pairs), BATCH_PAIRS):
         indices = range(first, min(first + BATCH_PAIRS, len(pairs)))
         prompts = [_prompts(index, pairs, words, shots, greedy_prompts) for index in indices]
-        greedy = _generate(generator, [prompt for own in prompts for prompt in own], 1, None)
-        sampled = _generate(generator, [own[0] for own in prompts], samples, temperature) if samples > 0 else []
+        greedy = _generate(base, [prompt for own in prompts for prompt in own], 1, None)
+        sampled = _generate(base, [own[0] for own in prompts], samples, temperature) if samples > 0 else []
         for position, index in enumerate(indices):
             own_greedy = [answers[0] for answers in greedy[position * greedy_prompts : (position + 1) * greedy_prompts]]
             own_sampled = sampled[position] if sampled else []
@@ -169,33 +168,31 @@ def _few_shot_messages(question: str, exemplars: list[QAPair]) -> list[Message]:
     return messages
 
 
-def _generate(generator: Any, prompts: list[list[Message]], count: int, temperature: float | None) -> list[list[str]]:
+def _generate(base: CausalLM, prompts: list[list[Message]], count: int, temperature: float | None) -> list[list[str]]:
     """`count` answers to each prompt, in one batch: greedy when `temperature` is None, else sampled.
 
     Only the first line of each answer is kept: a model that goes on after its answer starts a new line."""
-    config = copy.deepcopy(generator.generation_config)
+    # Plain temperature sampling, as in the paper: no top-p or top-k truncation.
+    config = decoding_config(base.model, temperature or 0.0, top_p=1.0, top_k=0)
     config.max_new_tokens = MAX_NEW_TOKENS
     config.num_return_sequences = count
-    if temperature is None:
-        config.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-    else:
-        # Plain temperature sampling, as in the paper: no top-p or top-k truncation.
-        config.update(do_sample=True, temperature=temperature, top_p=1.0, top_k=0)
-    inputs = _left_padded(generator, prompts, config.pad_token_id)
+    config.pad_token_id = pad_token_id(base.tokenizer)
+    inputs = _left_padded(base, prompts, config.pad_token_id)
     with torch.inference_mode():
-        output = generator.model.generate(**inputs, generation_config=config)
-    texts = generator.tokenizer.batch_decode(output[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
+        output = base.model.generate(**inputs, generation_config=config)
+    texts = base.tokenizer.batch_decode(output[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
     answers = [(text.strip().splitlines() or [""])[0].strip() for text in texts]
     return [answers[start : start + count] for start in range(0, len(answers), count)]
 
 
-def _left_padded(generator: Any, prompts: list[list[Message]], pad_id: int) -> dict[str, torch.Tensor]:
+def _left_padded(base: CausalLM, prompts: list[list[Message]], pad_id: int) -> dict[str, torch.Tensor]:
     """The prompts' chat-template tokens, padded on the left so that every answer starts at the same column.
 
     Padded by hand: the packaged tokenizer has no pad token of its own."""
-    ids = [generator.tokenizer.apply_chat_template(prompt, add_generation_prompt=True) for prompt in prompts]
+    template = base.tokenizer.apply_chat_template
+    ids = [cast(list[int], template(prompt, add_generation_prompt=True)) for prompt in prompts]
     width = max(len(row) for row in ids)
     input_ids = torch.tensor([[pad_id] * (width - len(row)) + row for row in ids])
     attention_mask = torch.tensor([[0] * (width - len(row)) + [1] * len(row) for row in ids])
-    device = generator.model.device
+    device = base.model.device
     return {"input_ids": input_ids.to(device), "attention_mask": attention_mask.to(device)}

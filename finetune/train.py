@@ -32,7 +32,8 @@ from transformers import PreTrainedTokenizerBase
 
 from app.config import GeneratorSettings
 from app.generation import ADAPTER_CARD
-from app.generation.transformers_backend import TransformersGenerator
+from app.generation.transformers_backend import load_causal_lm, pad_token_id
+from evaluation.metrics import mean
 from finetune.data import label_mix
 from finetune.records import Example
 
@@ -73,6 +74,9 @@ class TrainConfig:
     max_length: int = 1024  # longer examples (prompt + answer tokens) are left out, never cut
     seed: int = 0
     save_every: int = 50
+    # Held-out answer loss (when held-out examples are given), every eval_every steps, on eval_examples of them.
+    eval_every: int = 50
+    eval_examples: int = 64
     output: Path = Path("adapters/adapter")
 
     @property
@@ -170,16 +174,20 @@ def train(
     config: TrainConfig,
     resume: bool = False,
     metrics: dict[str, Any] | None = None,
+    held_out: list[Example] | None = None,
 ) -> dict[str, Any]:
-    """Train an adapter on `examples`, checkpointing as it goes; save it with its card to `config.output`."""
+    """Train an adapter on `examples`, checkpointing as it goes; save it with its card to `config.output`.
+
+    With `held_out` examples, their answer loss is measured every `config.eval_every` steps and at the end:
+    the curve and its best step go into the result (and the card), to see when training starts to overfit."""
     started = time.perf_counter()
     output = Path(config.output)
     torch.manual_seed(config.seed)
 
     # The base model exactly as the service loads it (fp32 on CPU, bf16 on CUDA), without any adapter.
-    generator = TransformersGenerator(generator_settings.with_only_adapter(None), cache_dir)
-    tokenizer, device = generator.tokenizer, generator.device
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    base = load_causal_lm(generator_settings.model, generator_settings.device, cache_dir)
+    tokenizer, device = base.tokenizer, base.device
+    pad_id = pad_token_id(tokenizer)
 
     tokenized = [tokenize(tokenizer, example) for example in examples]
     items = [item for item in tokenized if len(item[0]) <= config.max_length]
@@ -192,7 +200,7 @@ def train(
         )
     data_hash = examples_sha256(examples)
 
-    model = get_peft_model(generator.model, peft_config(config))
+    model = get_peft_model(base.model, peft_config(config))
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=config.weight_decay)
     trainable_count, total_count = model.get_nb_trainable_parameters()
@@ -206,6 +214,8 @@ def train(
     elif resume:
         log.info("no checkpoint under %s: starting at step 0", output / CHECKPOINTS)
 
+    watched = (held_out or [])[: config.eval_examples]
+    held_out_losses: list[dict[str, float]] = []
     model.train()
     losses: list[float] = []
     progress = tqdm(range(start, config.steps), initial=start, total=config.steps, desc=config.method, unit="step")
@@ -225,6 +235,9 @@ def train(
         losses.append(step_loss)
         progress.set_postfix(loss=f"{step_loss:.4f}", lr=f"{lr:.1e}")
         done = step + 1
+        if watched and (done % config.eval_every == 0 or done == config.steps):
+            held_out_losses.append({"step": done, "loss": round(answer_loss(model, tokenizer, watched), 4)})
+            log.info("step %d: held-out answer loss %.4f", done, held_out_losses[-1]["loss"])
         if done % config.save_every == 0 or done == config.steps:
             save_checkpoint(output / CHECKPOINTS / f"step-{done}", model, optimizer, done, data_hash)
 
@@ -233,8 +246,10 @@ def train(
         "steps": max(start, config.steps),
         "start_step": start,
         # One step's loss is of a few examples and jumps about: report the means of the first and last steps.
-        "first_loss": _mean(losses[:LOSS_WINDOW]),
-        "last_loss": _mean(losses[-LOSS_WINDOW:]),
+        "first_loss": mean(losses[:LOSS_WINDOW]) if losses else None,
+        "last_loss": mean(losses[-LOSS_WINDOW:]) if losses else None,
+        "held_out_loss": held_out_losses,
+        "best_held_out_step": min(held_out_losses, key=lambda p: p["loss"])["step"] if held_out_losses else None,
         "examples": len(items),
         "label_mix": label_mix(examples),
         "skipped_too_long": len(tokenized) - len(items),
@@ -261,6 +276,7 @@ def adapter_card(
         "trainable_parameters": result["trainable_parameters"],
         "steps": result["steps"],
         "final_loss": result["last_loss"],
+        "held_out_loss": result["held_out_loss"],
         "metrics": metrics or {},
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
@@ -319,7 +335,7 @@ def answer_loss(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, exam
     """Mean cross-entropy per answer token of `examples` (prompt tokens excluded), in eval mode."""
     was_training = model.training
     model.eval()
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    pad_id = pad_token_id(tokenizer)
     device = next(model.parameters()).device
     total, tokens = 0.0, 0
     for example in examples:
@@ -329,7 +345,3 @@ def answer_loss(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, exam
         tokens += counted
     model.train(was_training)
     return total / tokens
-
-
-def _mean(values: list[float]) -> float | None:
-    return sum(values) / len(values) if values else None

@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
@@ -46,14 +47,8 @@ class TransformersGenerator:
         self.adapters = tuple(folders)
         self.default_adapter = settings.default_adapter
         _check_adapters(folders, self.default_adapter)  # before the model loads: a config error fails fast
-        self.device = _pick_device(settings.device)
-        dtype = torch.bfloat16 if self.device == "cuda" else torch.float32
-        source = packaged_cache(settings.model, cache_dir) if is_packaged(settings.model) else settings.model
-        try:
-            self.tokenizer: PreTrainedTokenizerBase = AutoTokenizer.from_pretrained(source)
-            model: PreTrainedModel = AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
-        except Exception as exc:  # any loader failure means the same thing to the user
-            raise ModelUnavailable(f"cannot load generator model {settings.model!r}: {exc}") from exc
+        base = load_causal_lm(settings.model, settings.device, cache_dir)
+        model, self.tokenizer, self.device = base.model, base.tokenizer, base.device
         # peft's own names: a user's name may hold characters (".") that torch module names cannot.
         self._peft_names = {name: f"adapter_{i}" for i, name in enumerate(folders)}
         if folders:
@@ -67,7 +62,7 @@ class TransformersGenerator:
         self._lock = threading.Lock()
         self.max_wait_seconds = settings.max_wait_seconds
         elapsed = time.perf_counter() - started
-        log.info("generator %s loaded on %s (%s) in %.1fs", self.model_name, self.device, dtype, elapsed)
+        log.info("generator %s loaded on %s (%s) in %.1fs", self.model_name, self.device, model.dtype, elapsed)
 
     def generate(self, messages: list[Message], adapter: str | None = None) -> str:
         return "".join(self.stream(messages, adapter=adapter))
@@ -287,16 +282,49 @@ def _peft_type(name: str, path: Path) -> str:
 def _generation_config(
     model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, settings: GeneratorSettings
 ) -> GenerationConfig:
-    config = copy.deepcopy(model.generation_config) or GenerationConfig()
+    config = decoding_config(model, settings.temperature, settings.top_p, settings.top_k)
     config.max_new_tokens = settings.max_new_tokens
     config.repetition_penalty = settings.repetition_penalty
     if config.pad_token_id is None:
-        eos = config.eos_token_id
-        fallback = eos[0] if isinstance(eos, list) else eos
-        config.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else fallback
-    if settings.temperature == 0:
+        config.pad_token_id = pad_token_id(tokenizer)
+    return config
+
+
+@dataclass(frozen=True)
+class CausalLM:
+    model: Any  # a PreTrainedModel; Any because transformers wraps `to` and `generate` past its annotations
+    tokenizer: PreTrainedTokenizerBase
+    device: str
+
+
+def load_causal_lm(model_name: str, device_setting: str, cache_dir: Path) -> CausalLM:
+    """The model and its tokenizer as the service runs them: a packaged model from its de-quantized cache, fp32
+    on the CPU, bf16 on CUDA, in eval mode. Fine-tuning and probing load the base model here too."""
+    device = _pick_device(device_setting)
+    dtype = torch.bfloat16 if device == "cuda" else torch.float32
+    source = packaged_cache(model_name, cache_dir) if is_packaged(model_name) else model_name
+    try:
+        tokenizer: PreTrainedTokenizerBase = AutoTokenizer.from_pretrained(source)
+        model: PreTrainedModel = AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
+    except Exception as exc:  # any loader failure means the same thing to the user
+        raise ModelUnavailable(f"cannot load generator model {model_name!r}: {exc}") from exc
+    return CausalLM(cast(Any, model).to(device).eval(), tokenizer, device)
+
+
+def pad_token_id(tokenizer: PreTrainedTokenizerBase) -> int:
+    """The tokenizer's pad token, or its end-of-sequence token: the packaged tokenizer has no pad token."""
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    if pad is None:
+        raise ModelUnavailable("the tokenizer has neither a pad nor an end-of-sequence token")
+    return int(pad)
+
+
+def decoding_config(model: Any, temperature: float, top_p: float = 1.0, top_k: int = 0) -> GenerationConfig:
+    """The model's generation config for greedy decoding (temperature 0) or sampling."""
+    config = copy.deepcopy(model.generation_config) or GenerationConfig()
+    if temperature == 0:
         # Greedy; clearing the model's own sampling defaults avoids "do_sample is False" warnings.
         config.update(do_sample=False, temperature=None, top_p=None, top_k=None)
     else:
-        config.update(do_sample=True, temperature=settings.temperature, top_p=settings.top_p, top_k=settings.top_k)
+        config.update(do_sample=True, temperature=temperature, top_p=top_p, top_k=top_k)
     return config

@@ -8,14 +8,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-import torch
-from peft import LoraConfig, get_peft_model
-from transformers import AutoModelForCausalLM
 
-from app.config import GeneratorSettings, StorageSettings
+from app.config import StorageSettings
 from app.generation import ADAPTER_CARD
-from app.generation.transformers_backend import packaged_cache
 from tests.e2e.conftest import REPO, RunningService, wait_for_status
+from tests.lora import random_lora
 
 QUESTION = "How many days do customers have to request a refund?"
 REFUND_POLICY_MD = b"""# Refund Policy
@@ -30,16 +27,7 @@ CARD = {"base_model": "packaged:SmolLM2-135M-Instruct", "data_sha256": "test", "
 @pytest.fixture(scope="module")
 def adapter(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A LoRA adapter with random B weights (peft starts B at zero, which would change nothing), and its card."""
-    folder = tmp_path_factory.mktemp("adapters") / "policies"
-    model = GeneratorSettings().model
-    base = AutoModelForCausalLM.from_pretrained(packaged_cache(model, REPO / StorageSettings().model_cache_dir))
-    lora = get_peft_model(base, LoraConfig(r=8, target_modules=["q_proj", "v_proj"]))
-    torch.manual_seed(0)
-    with torch.no_grad():
-        for name, param in lora.named_parameters():
-            if "lora_B" in name:
-                param.normal_(std=0.5)
-    lora.save_pretrained(folder)
+    folder = random_lora(REPO / StorageSettings().model_cache_dir, tmp_path_factory.mktemp("adapters") / "policies")
     (folder / ADAPTER_CARD).write_text(json.dumps(CARD))
     return folder
 

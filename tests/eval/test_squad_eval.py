@@ -19,7 +19,8 @@ def test_the_eval_command_reports_retrieval_and_abstention_on_squad(tmp_path: Pa
     (result,) = json.loads((tmp_path / "squad_sample-retrieval.json").read_text())
     assert result["mode"] == "hybrid"
     assert result["retrieval"]["hit@5"] >= 0.8  # a chunk holding a gold answer among the first five
-    assert 0 <= result["abstention"]["recall"] <= 1
+    # Measured: 4 of the 11 impossible questions abstained on (0.364), ROC AUC of the cosine 0.665.
+    assert result["abstention"]["recall"] >= 0.27 and result["calibration"]["roc_auc"] >= 0.6
     assert set(result["latency_ms"]) == {"embed", "search", "fuse"}
     assert (tmp_path / "squad_sample-retrieval.md").read_text().startswith("## Eval: squad_sample (56 questions)")
 

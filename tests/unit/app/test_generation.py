@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from peft import LoraConfig, get_peft_model
 from transformers import AutoModelForCausalLM
 
 import app.generation.transformers_backend as generation
@@ -18,6 +17,7 @@ from app.generation.transformers_backend import TransformersGenerator, packaged_
 from app.prompt import build_prompt, load_template
 from app.retrieval import RetrievedChunk
 from app.store import Chunk
+from tests.lora import random_lora
 
 ROOT = Path(__file__).resolve().parents[3]
 SETTINGS = GeneratorSettings(max_new_tokens=48)
@@ -99,23 +99,10 @@ def test_the_packaged_model_is_cached_as_safetensors_and_loaded_from_there(
     assert again.generate(REFUND_PROMPT) == base_answer
 
 
-def make_lora(cache_dir: Path, folder: Path, seed: int = 0) -> Path:
-    """A LoRA adapter of the packaged model with random B weights, so that it changes the answers."""
-    base = AutoModelForCausalLM.from_pretrained(packaged_cache(SETTINGS.model, cache_dir))
-    lora = get_peft_model(base, LoraConfig(r=8, target_modules=["q_proj", "v_proj"]))
-    torch.manual_seed(seed)
-    with torch.no_grad():
-        for name, param in lora.named_parameters():
-            if "lora_B" in name:  # peft starts B at zero, which would leave the model unchanged
-                param.normal_(std=0.5)
-    lora.save_pretrained(folder)
-    return folder
-
-
 @pytest.fixture(scope="module")
 def lora_folders(cache_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("adapters")
-    return {"one": make_lora(cache_dir, root / "one", seed=0), "two.v2": make_lora(cache_dir, root / "two", seed=1)}
+    return {"one": random_lora(cache_dir, root / "one", seed=0), "two.v2": random_lora(cache_dir, root / "two", seed=1)}
 
 
 @pytest.fixture(scope="module")
@@ -140,7 +127,7 @@ def test_without_adapters_the_model_is_plain_transformers(generator: Generator) 
 
 
 def test_a_lora_adapter_changes_the_answer(cache_dir: Path, base_answer: str, tmp_path: Path) -> None:
-    make_lora(cache_dir, tmp_path / "adapter")
+    random_lora(cache_dir, tmp_path / "adapter")
     tuned = build_generator(SETTINGS.with_only_adapter(tmp_path / "adapter"), cache_dir)
     assert tuned.generate(REFUND_PROMPT) != base_answer
     assert tuned.model_name.endswith("+adapter")

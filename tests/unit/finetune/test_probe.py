@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from app.config import GeneratorSettings, StorageSettings
-from app.generation.transformers_backend import TransformersGenerator
+from app.generation.transformers_backend import CausalLM, load_causal_lm
 from finetune.probe import LABELS, _prompts, _topic_words, is_correct, knowledge_label, label_counts, probe_pairs
 from finetune.records import ProbeResult, QAPair
 
@@ -22,18 +22,19 @@ PAIRS = [
 
 
 @pytest.fixture(scope="module")
-def generator() -> Iterator[TransformersGenerator]:
+def base() -> Iterator[CausalLM]:
     # The test machine's two cores are shared with other test processes: one thread avoids oversubscribing
     # them, which makes generation several times slower. Restored for the modules that run after this one.
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    yield TransformersGenerator(GeneratorSettings(), ROOT / StorageSettings().model_cache_dir)
+    settings = GeneratorSettings()
+    yield load_causal_lm(settings.model, settings.device, ROOT / StorageSettings().model_cache_dir)
     torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
-def results(generator: TransformersGenerator) -> list[ProbeResult]:
-    return probe_pairs(generator, PAIRS, shots=2, samples=3, temperature=0.7, seed=0)
+def results(base: CausalLM) -> list[ProbeResult]:
+    return probe_pairs(base, PAIRS, shots=2, samples=3, temperature=0.7, seed=0)
 
 
 def test_a_well_known_fact_is_known(results: list[ProbeResult]) -> None:

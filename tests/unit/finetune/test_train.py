@@ -65,7 +65,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, dict]
     output = tmp_path_factory.mktemp("adapter")
     data = [*EXAMPLES, TOO_LONG]
     first = train(SETTINGS, CACHE, data, config(output, steps=2))
-    resumed = train(SETTINGS, CACHE, data, config(output, steps=3), resume=True)
+    resumed = train(SETTINGS, CACHE, data, config(output, steps=3, eval_every=2), resume=True, held_out=EXAMPLES[:2])
     return output, first, resumed
 
 
@@ -102,6 +102,15 @@ def test_the_adapter_is_saved_with_its_card(trained: tuple[Path, dict, dict]) ->
     ]
     assert card["steps"] == 3 and card["final_loss"] == resumed["last_loss"]
     assert resumed["examples"] == 4 and resumed["skipped_too_long"] == 1  # longer than max_length: left out
+
+
+def test_held_out_loss_is_tracked_every_eval_every_steps_and_at_the_end(trained: tuple[Path, dict, dict]) -> None:
+    output, first, resumed = trained
+    assert first["held_out_loss"] == [] and first["best_held_out_step"] is None  # no held-out examples given
+    curve = resumed["held_out_loss"]
+    assert [point["step"] for point in curve] == [3]  # the resumed run covers step 3 only: the end
+    assert 0 < curve[0]["loss"] < 20 and resumed["best_held_out_step"] == 3
+    assert json.loads((output / ADAPTER_CARD).read_text())["held_out_loss"] == curve
 
 
 def test_training_lowers_the_loss_on_the_training_examples(trained: tuple[Path, dict, dict]) -> None:

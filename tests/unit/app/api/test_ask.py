@@ -26,6 +26,7 @@ def events(response) -> list[tuple[str, dict]]:
 def test_before_any_document_the_answer_says_so_without_citations(client: TestClient) -> None:
     body = client.post("/ask", json={"question": PASSWORDS}).json()
     assert body["answer"] == NO_ANSWER and body["citations"] == []
+    assert "generate" not in body["timings_ms"]  # no generation is spent on it
 
 
 def test_the_answer_holds_the_fact_and_cites_its_document_with_a_quote(client: TestClient, policies: dict) -> None:
