@@ -8,7 +8,7 @@ from app.answering import Answerer
 from app.config import Settings
 from app.embedding import Embedder, build_embedder
 from app.generation import Generator, build_generator
-from app.index import LiveIndex
+from app.index import SearchIndex, open_index
 from app.prompt import load_template
 from app.reranking import Reranker
 from app.retrieval import Retriever
@@ -41,11 +41,11 @@ def build_retriever(
     settings: Settings,
     store: Store,
     embedder: Embedder,
-    index: LiveIndex | None = None,
+    index: SearchIndex | None = None,
     reranker: Reranker | None = None,
 ) -> Retriever:
-    """Over `index`, or over the newest generation in the data dir when none is given."""
-    index = index if index is not None else LiveIndex(settings.storage.index_dir)
+    """Over `index`, or over the configured one when none is given."""
+    index = index if index is not None else open_index(settings)
     return Retriever(embedder, index, store, settings.retrieval, reranker)
 
 

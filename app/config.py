@@ -34,6 +34,7 @@ class ServerSettings(Section):
 
 
 class StorageSettings(Section):
+    backend: Literal["sqlite"] = "sqlite"  # documents, chunks and the job queue
     data_dir: Path = Path("./data")
     model_cache_dir: Path = Path("./.cache/models")
 
@@ -59,6 +60,10 @@ class IngestSettings(Section):
     chunk_size: int = Field(800, gt=0)
     chunk_overlap: int = Field(120, ge=0)
     keep_generations: int = Field(2, ge=1)
+
+
+class IndexSettings(Section):
+    backend: Literal["faiss"] = "faiss"  # FAISS + BM25 generation files in storage.data_dir/index
 
 
 class EmbeddingSettings(Section):
@@ -140,6 +145,7 @@ class Settings(BaseSettings):
     server: ServerSettings = ServerSettings()
     storage: StorageSettings = StorageSettings()
     ingest: IngestSettings = IngestSettings()
+    index: IndexSettings = IndexSettings()
     embedding: EmbeddingSettings = EmbeddingSettings()
     retrieval: RetrievalSettings = RetrievalSettings()
     generator: GeneratorSettings = GeneratorSettings()

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from app.config import RetrievalSettings
 from app.embedding import Embedder
-from app.index import Hit, LiveIndex
+from app.index import Hit, SearchIndex
 from app.reranking import Reranker
 from app.store import Chunk, Store, searchable_text
 
@@ -49,7 +49,7 @@ def reciprocal_rank_fusion(rankings: Sequence[Sequence[int]], weights: Sequence[
 @dataclass(frozen=True)
 class Retriever:
     embedder: Embedder
-    index: LiveIndex
+    index: SearchIndex
     store: Store
     settings: RetrievalSettings
     reranker: Reranker | None = None

@@ -9,8 +9,8 @@ from app.answering import Answerer
 from app.components import Models, build_answerer, build_retriever, load_models
 from app.config import Settings
 from app.errors import ModelUnavailable
-from app.index import LiveIndex
-from app.store import Store
+from app.index import open_index
+from app.store import open_store
 
 log = logging.getLogger(__name__)
 
@@ -19,8 +19,8 @@ class Service:
     def __init__(self, settings: Settings, models: Models | None = None) -> None:
         """`models` already built (tests pass fakes) are used as they are; otherwise `start_loading` loads them."""
         self.settings = settings
-        self.store = Store(settings.storage.database_path)
-        self.index = LiveIndex(settings.storage.index_dir)
+        self.store = open_store(settings.storage)
+        self.index = open_index(settings)
         self.answerer: Answerer | None = self._answerer(models) if models is not None else None
         self.load_error: str | None = None
         self._loader: threading.Thread | None = None

@@ -1,58 +1,20 @@
-"""The embedded store: documents, their tags and chunks (with vectors) in SQLite, and the job queue beside them."""
+"""The store: documents, their tags and chunks (with vectors), and the job queue beside them.
+
+`Store` is what the API, the worker, the eval and fine-tuning need; `open_store` builds the implementation
+`storage.backend` names (SQLite, in app/sqlite_store.py, the embedded default)."""
 
 from __future__ import annotations
 
-import sqlite3
 import time
-import uuid
 from collections.abc import Sequence
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
-from app.database import Database
-from app.jobs import SCHEMA as JOBS_SCHEMA
-from app.jobs import Clock, JobQueue, enqueue
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS documents (
-    id TEXT PRIMARY KEY,
-    filename TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    sha256 TEXT NOT NULL UNIQUE,
-    size_bytes INTEGER NOT NULL,
-    status TEXT NOT NULL,
-    error TEXT,
-    chunk_count INTEGER NOT NULL DEFAULT 0,
-    created_at REAL NOT NULL,
-    updated_at REAL NOT NULL,
-    indexed_at REAL
-);
--- AUTOINCREMENT: a chunk id is also a FAISS id, so ids must never be reused.
-CREATE TABLE IF NOT EXISTS chunks (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    document_id TEXT NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
-    position INTEGER NOT NULL,
-    section TEXT NOT NULL,
-    text TEXT NOT NULL,
-    embedding BLOB NOT NULL
-);
-CREATE INDEX IF NOT EXISTS chunks_document ON chunks(document_id);
-CREATE TABLE IF NOT EXISTS document_tags (
-    document_id TEXT NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
-    tag TEXT NOT NULL,
-    PRIMARY KEY (document_id, tag)
-);
-CREATE INDEX IF NOT EXISTS document_tags_tag ON document_tags(tag);
-"""
-
-# Tags joined with the unit separator, which no tag contains.
-SELECT_DOCUMENTS = (
-    "SELECT d.*, (SELECT group_concat(t.tag, char(31)) FROM document_tags t WHERE t.document_id = d.id) AS tags"
-    " FROM documents d"
-)
+from app.config import StorageSettings
+from app.jobs import Clock, JobQueue
 
 
 def searchable_text(section: str, text: str) -> str:
@@ -75,10 +37,6 @@ class Document:
     indexed_at: float | None
     tags: tuple[str, ...] = ()
 
-    @classmethod
-    def of(cls, row: sqlite3.Row) -> Document:
-        return cls(**{**dict(row), "tags": tuple(sorted(row["tags"].split("\x1f"))) if row["tags"] else ()})
-
 
 @dataclass(frozen=True)
 class Chunk:
@@ -98,136 +56,58 @@ class NewChunk:
     embedding: np.ndarray
 
 
-class Store:
-    """Documents and chunks; `jobs` is the queue in the same database. Opens nothing until first used."""
+class Store(Protocol):
+    @property
+    def path(self) -> Path:
+        """Where the store lives, for messages."""
+        ...
 
-    def __init__(self, path: Path, clock: Clock = time.time) -> None:
-        self.path = path
-        self.database = Database(path, SCHEMA + JOBS_SCHEMA)
-        self.jobs = JobQueue(self.database, clock)
-        self.clock = clock
+    @property
+    def jobs(self) -> JobQueue: ...
 
-    def _connection(self) -> sqlite3.Connection:
-        return self.database.connection()
-
-    def _transaction(self) -> AbstractContextManager[sqlite3.Connection]:
-        return self.database.transaction()
-
-    def close(self) -> None:
-        self.database.close()
-
-    # Documents
+    def close(self) -> None: ...
 
     def add_document(
         self, filename: str, kind: str, sha256: str, size_bytes: int, tags: Sequence[str] = ()
     ) -> tuple[Document, bool]:
         """Insert a document and its ingest job; the same bytes again return the existing one (tags added)."""
-        now = self.clock()
-        with self._transaction() as db:
-            row = db.execute("SELECT id FROM documents WHERE sha256 = ?", (sha256,)).fetchone()
-            created = row is None
-            doc_id = uuid.uuid4().hex if created else row["id"]
-            if created:
-                db.execute(
-                    "INSERT INTO documents (id, filename, kind, sha256, size_bytes, status, created_at, updated_at)"
-                    " VALUES (?, ?, ?, ?, ?, 'queued', ?, ?)",
-                    (doc_id, filename, kind, sha256, size_bytes, now, now),
-                )
-                enqueue(db, "ingest", doc_id, now)
-            db.executemany(
-                "INSERT OR IGNORE INTO document_tags (document_id, tag) VALUES (?, ?)", [(doc_id, t) for t in tags]
-            )
-            row = db.execute(f"{SELECT_DOCUMENTS} WHERE d.id = ?", (doc_id,)).fetchone()
-        return Document.of(row), created
+        ...
 
-    def get_document(self, doc_id: str) -> Document | None:
-        row = self._connection().execute(f"{SELECT_DOCUMENTS} WHERE d.id = ?", (doc_id,)).fetchone()
-        return Document.of(row) if row else None
+    def get_document(self, doc_id: str) -> Document | None: ...
 
-    def list_documents(self) -> list[Document]:
-        rows = self._connection().execute(f"{SELECT_DOCUMENTS} ORDER BY d.created_at, d.id").fetchall()
-        return [Document.of(row) for row in rows]
+    def list_documents(self) -> list[Document]: ...
 
     def delete_document(self, doc_id: str) -> bool:
         """Delete a document and its chunks, and queue the removal of their vectors from the index."""
-        now = self.clock()
-        with self._transaction() as db:
-            deleted = db.execute("DELETE FROM documents WHERE id = ?", (doc_id,)).rowcount
-            if deleted:
-                enqueue(db, "prune", None, now)
-        return bool(deleted)
-
-    # Chunks
+        ...
 
     def replace_chunks(self, doc_id: str, chunks: list[NewChunk]) -> bool:
-        """Swap a document's chunks in one transaction; False when the document was deleted meanwhile."""
-        with self._transaction() as db:
-            if db.execute("SELECT 1 FROM documents WHERE id = ?", (doc_id,)).fetchone() is None:
-                return False
-            db.execute("DELETE FROM chunks WHERE document_id = ?", (doc_id,))
-            db.executemany(
-                "INSERT INTO chunks (document_id, position, section, text, embedding) VALUES (?, ?, ?, ?, ?)",
-                [
-                    (
-                        doc_id,
-                        c.position,
-                        c.section,
-                        c.text,
-                        np.asarray(c.embedding, dtype=np.float32).tobytes(),
-                    )
-                    for c in chunks
-                ],
-            )
-            db.execute(
-                "UPDATE documents SET chunk_count = ?, updated_at = ? WHERE id = ?",
-                (len(chunks), self.clock(), doc_id),
-            )
-        return True
+        """Swap a document's chunks at once; False when the document was deleted meanwhile."""
+        ...
 
-    def chunk_ids(self) -> set[int]:
-        return {row[0] for row in self._connection().execute("SELECT id FROM chunks")}
+    def chunk_ids(self) -> set[int]: ...
 
     def chunk_texts(self) -> tuple[np.ndarray, list[str]]:
         """(ids, searchable texts) of every stored chunk, for the BM25 index."""
-        rows = self._connection().execute("SELECT id, section, text FROM chunks ORDER BY id").fetchall()
-        ids = np.asarray([row[0] for row in rows], dtype=np.int64)
-        return ids, [searchable_text(row[1], row[2]) for row in rows]
+        ...
 
     def chunk_vectors(self, ids: list[int]) -> tuple[np.ndarray, np.ndarray]:
         """(ids, vectors) for the given chunk ids that still exist."""
-        db = self._connection()
-        found_ids, vectors = [], []
-        for start in range(0, len(ids), 500):
-            batch = ids[start : start + 500]
-            marks = ",".join("?" * len(batch))
-            for row in db.execute(f"SELECT id, embedding FROM chunks WHERE id IN ({marks})", batch):
-                found_ids.append(row[0])
-                vectors.append(np.frombuffer(row[1], dtype=np.float32))
-        if not vectors:
-            return np.empty(0, dtype=np.int64), np.empty((0, 0), dtype=np.float32)
-        return np.asarray(found_ids, dtype=np.int64), np.vstack(vectors)
+        ...
 
     def filtered_chunk_ids(self, document_ids: Sequence[str] | None, tags: Sequence[str] | None) -> set[int]:
         """Chunk ids of indexed documents among `document_ids` (when given) carrying any of `tags` (when given)."""
-        query = "SELECT c.id FROM chunks c JOIN documents d ON d.id = c.document_id WHERE d.status = 'indexed'"
-        params: list[str] = []
-        if document_ids is not None:
-            query += f" AND d.id IN ({','.join('?' * len(document_ids))})"
-            params += document_ids
-        if tags is not None:
-            query += f" AND d.id IN (SELECT document_id FROM document_tags WHERE tag IN ({','.join('?' * len(tags))}))"
-            params += tags
-        return {row[0] for row in self._connection().execute(query, params)}
+        ...
 
     def searchable_chunks(self, ids: list[int]) -> dict[int, Chunk]:
         """The chunks among `ids` whose document is indexed (deleted or re-processing ones drop out)."""
-        if not ids:
-            return {}
-        marks = ",".join("?" * len(ids))
-        rows = self._connection().execute(
-            "SELECT c.id, c.document_id, d.filename, c.position, c.section, c.text"
-            " FROM chunks c JOIN documents d ON d.id = c.document_id"
-            f" WHERE c.id IN ({marks}) AND d.status = 'indexed'",
-            ids,
-        )
-        return {row["id"]: Chunk(**row) for row in rows}
+        ...
+
+
+def open_store(settings: StorageSettings, clock: Clock = time.time) -> Store:
+    """The store `settings.backend` names; nothing is opened until it is first used."""
+    match settings.backend:
+        case "sqlite":
+            from app.sqlite_store import SQLiteStore
+
+            return SQLiteStore(settings.database_path, clock)

@@ -14,7 +14,7 @@ from app.config import Settings
 from app.embedding import Embedder, build_embedder
 from app.generation import build_generator
 from app.retrieval import Retrieval, RetrievedChunk, Retriever
-from app.store import Store
+from app.store import Store, open_store
 from app.uploads import accept_upload
 from app.verification import cited_blocks, repeats_a_sentence, unsupported_numbers
 from evaluation.datasets import EvalQuestion, EvalSet
@@ -53,7 +53,7 @@ class ModeResult:
 
 def ingest(eval_set: EvalSet, settings: Settings, embedder: Embedder) -> Store:
     """Upload every document as POST /documents does, then let the real worker index them."""
-    store = Store(settings.storage.database_path)
+    store = open_store(settings.storage)
     for document in eval_set.documents:
         accept_upload(store, settings, document.filename, document.content)
     worker = Worker(settings, store, embedder)

@@ -16,7 +16,7 @@ from app.generation import TextGenerator
 from app.generation.transformers_backend import TransformersGenerator, load_causal_lm
 from app.logs import configure_logging
 from app.prompt import load_template
-from app.store import Store
+from app.store import Store, open_store
 from evaluation.metrics import markdown_table
 from finetune.data import build_examples, generate_pairs, indexed_chunks, label_mix, load_pairs, split
 from finetune.records import Example, ProbeResult, read_jsonl, write_jsonl
@@ -32,15 +32,15 @@ def base_generator(settings: Settings, adapter: Path | None = None) -> Transform
     return TransformersGenerator(settings.generator.with_only_adapter(adapter), settings.storage.model_cache_dir)
 
 
-def open_store(settings: Settings) -> Store:
+def existing_store(settings: Settings) -> Store:
     path = settings.storage.database_path
     if not path.is_file():
         raise SystemExit(f"no database at {path}: point --data-dir at the data dir of a service with indexed documents")
-    return Store(path)
+    return open_store(settings.storage)
 
 
 def run_pairs(args: argparse.Namespace, settings: Settings) -> None:
-    chunks = indexed_chunks(open_store(settings))[: args.limit]
+    chunks = indexed_chunks(existing_store(settings))[: args.limit]
     teacher: TextGenerator
     if args.teacher_url:
         from finetune.teacher import EndpointTeacher
@@ -83,7 +83,7 @@ def run_data(args: argparse.Namespace, settings: Settings) -> None:
     labels = None
     if args.labels:
         labels = {result.id: result.label for result in read_jsonl(args.labels, ProbeResult)}
-    store = open_store(settings)
+    store = existing_store(settings)
     retriever = build_retriever(settings, store, build_embedder(settings.embedding))
     pairs = load_pairs(args.pairs)
     examples = build_examples(

@@ -9,7 +9,7 @@ import threading
 from app.config import Settings
 from app.embedding import build_embedder
 from app.logs import configure_logging
-from app.store import Store
+from app.store import open_store
 from ingest.worker import Worker
 
 
@@ -19,7 +19,7 @@ def main() -> None:
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
-    store = Store(settings.storage.database_path)
+    store = open_store(settings.storage)
     try:
         Worker(settings, store, build_embedder(settings.embedding)).run(stop)
     finally:

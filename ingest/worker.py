@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from app.config import Settings
 from app.embedding import Embedder
 from app.errors import EmptyDocument, RagError
-from app.index import IndexWriter
+from app.index import open_index_writer
 from app.jobs import Job
 from app.store import NewChunk, Store
 from ingest.chunking import chunk_markdown
@@ -25,7 +25,7 @@ class Worker:
         self.settings = settings
         self.store = store
         self.embedder = embedder
-        self.index = IndexWriter(settings.storage.index_dir, embedder.dim, settings.ingest.keep_generations)
+        self.index = open_index_writer(settings, embedder.dim)
 
     def run(self, stop: threading.Event) -> None:
         log.info("worker started; data in %s", self.settings.storage.data_dir)

@@ -1,4 +1,4 @@
-"""The job queue: order, leases (on a clock the tests move), failures with a reason."""
+"""The job queue of the SQLite store: order, leases (on a clock the tests move), failures with a reason."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from app.sqlite_store import SQLiteStore
 from app.store import Store
 from tests.clock import FakeClock
 
@@ -17,7 +18,7 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 def store(tmp_path: Path, clock: FakeClock) -> Store:
-    return Store(tmp_path / "db.sqlite3", clock=clock)
+    return SQLiteStore(tmp_path / "db.sqlite3", clock=clock)
 
 
 def test_jobs_are_claimed_in_order_and_finishing_indexes_the_document(store: Store) -> None:

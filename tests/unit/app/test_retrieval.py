@@ -9,10 +9,11 @@ import pytest
 from app.config import EmbeddingSettings, RetrievalSettings
 from app.embedding import Embedder
 from app.embedding.sentence_transformers_backend import SentenceTransformersEmbedder
-from app.index import LiveIndex, new_index, write_generation
+from app.faiss_index import FaissLiveIndex, new_index, write_generation
 from app.lexical import LexicalIndex
 from app.reranking import Reranker
 from app.retrieval import Filters, Retriever, reciprocal_rank_fusion
+from app.sqlite_store import SQLiteStore
 from app.store import NewChunk, Store, searchable_text
 
 POLICIES = {
@@ -29,8 +30,8 @@ def embedder() -> Embedder:
 
 
 @pytest.fixture
-def corpus(tmp_path: Path, embedder: Embedder) -> tuple[Store, LiveIndex, dict[str, str]]:
-    store = Store(tmp_path / "db.sqlite3")
+def corpus(tmp_path: Path, embedder: Embedder) -> tuple[Store, FaissLiveIndex, dict[str, str]]:
+    store = SQLiteStore(tmp_path / "db.sqlite3")
     doc_ids = {}
     for filename, (section, text) in POLICIES.items():
         doc, _ = store.add_document(filename, "md", filename, 1, tags=["finance"] if "expenses" in filename else [])
@@ -41,7 +42,7 @@ def corpus(tmp_path: Path, embedder: Embedder) -> tuple[Store, LiveIndex, dict[s
     ids, vectors = store.chunk_vectors(sorted(store.chunk_ids()))
     dense.add_with_ids(vectors, ids)
     write_generation(tmp_path / "index", dense, LexicalIndex.build(*store.chunk_texts()))
-    return store, LiveIndex(tmp_path / "index"), doc_ids
+    return store, FaissLiveIndex(tmp_path / "index"), doc_ids
 
 
 def retriever(corpus, embedder: Embedder, reranker: Reranker | None = None, **settings: object) -> Retriever:

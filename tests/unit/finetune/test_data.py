@@ -15,10 +15,11 @@ from app.answering import NO_ANSWER
 from app.config import EmbeddingSettings, RetrievalSettings
 from app.embedding import Embedder
 from app.embedding.sentence_transformers_backend import SentenceTransformersEmbedder
-from app.index import LiveIndex, new_index, write_generation
+from app.faiss_index import FaissLiveIndex, new_index, write_generation
 from app.lexical import LexicalIndex
 from app.prompt import load_template
 from app.retrieval import Retriever
+from app.sqlite_store import SQLiteStore
 from app.store import NewChunk, Store, searchable_text
 from finetune.__main__ import main
 from finetune.data import build_examples, cite, generate_pairs, label_mix, load_pairs, split
@@ -61,7 +62,7 @@ BLOCK = re.compile(r"^\[(\d+)\] (.*)\n(.*)$", re.MULTILINE)
 
 def build_data_dir(data_dir: Path, embedder: Embedder) -> Store:
     """A data dir laid out as the service's: rag.sqlite3 and index/, every document indexed."""
-    store = Store(data_dir / "rag.sqlite3")
+    store = SQLiteStore(data_dir / "rag.sqlite3")
     for filename, sections in POLICIES.items():
         doc, _ = store.add_document(filename, "md", filename, 1)
         texts = [searchable_text(section, text) for section, text in sections]
@@ -90,12 +91,12 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> Pa
 
 @pytest.fixture(scope="module")
 def store(data_dir: Path) -> Store:
-    return Store(data_dir / "rag.sqlite3")
+    return SQLiteStore(data_dir / "rag.sqlite3")
 
 
 @pytest.fixture(scope="module")
 def retriever(data_dir: Path, store: Store, embedder: Embedder) -> Retriever:
-    return Retriever(embedder, LiveIndex(data_dir / "index"), store, RetrievalSettings())
+    return Retriever(embedder, FaissLiveIndex(data_dir / "index"), store, RetrievalSettings())
 
 
 def blocks(example: Example) -> dict[int, tuple[str, str]]:

@@ -12,7 +12,8 @@ import pytest
 from app.config import Settings
 from app.embedding import Embedder
 from app.embedding.sentence_transformers_backend import SentenceTransformersEmbedder
-from app.index import LiveIndex, index_ids, latest_generation
+from app.faiss_index import FaissLiveIndex, index_ids, latest_generation
+from app.sqlite_store import SQLiteStore
 from app.store import NewChunk, Store
 from ingest.worker import Worker
 from tests.clock import FakeClock
@@ -44,14 +45,14 @@ def drain(worker: Worker) -> None:
 
 
 def test_documents_are_indexed_and_searchable(settings: Settings, embedder: Embedder) -> None:
-    store = Store(settings.storage.database_path)
+    store = SQLiteStore(settings.storage.database_path)
     refunds = upload(store, settings, "refunds.md", REFUNDS)
     upload(store, settings, "security.md", LAPTOPS)
     worker = Worker(settings, store, embedder)
     drain(worker)
     assert store.get_document(refunds).status == "indexed"
     assert store.get_document(refunds).chunk_count == 1
-    snapshot = LiveIndex(settings.storage.index_dir).current()
+    snapshot = FaissLiveIndex(settings.storage.index_dir).current()
     hits = snapshot.dense_search(embedder.embed(["how long to get a refund"])[0], 3)
     assert snapshot.lexical_search("refund", 3)[0].chunk_id == hits[0].chunk_id
     best = store.searchable_chunks([hits[0].chunk_id])[hits[0].chunk_id]
@@ -59,7 +60,7 @@ def test_documents_are_indexed_and_searchable(settings: Settings, embedder: Embe
 
 
 def test_a_failing_document_records_its_error_and_the_next_one_indexes(settings: Settings, embedder: Embedder) -> None:
-    store = Store(settings.storage.database_path)
+    store = SQLiteStore(settings.storage.database_path)
     empty = upload(store, settings, "empty.md", b"# Only a title\n")
     good = upload(store, settings, "refunds.md", REFUNDS)
     drain(Worker(settings, store, embedder))
@@ -69,21 +70,21 @@ def test_a_failing_document_records_its_error_and_the_next_one_indexes(settings:
 
 
 def test_deleting_removes_the_vectors_from_the_next_generation(settings: Settings, embedder: Embedder) -> None:
-    store = Store(settings.storage.database_path)
+    store = SQLiteStore(settings.storage.database_path)
     refunds = upload(store, settings, "refunds.md", REFUNDS)
     upload(store, settings, "security.md", LAPTOPS)
     worker = Worker(settings, store, embedder)
     drain(worker)
     store.delete_document(refunds)
     drain(worker)
-    snapshot = LiveIndex(settings.storage.index_dir).current()
+    snapshot = FaissLiveIndex(settings.storage.index_dir).current()
     assert index_ids(snapshot.dense) == store.chunk_ids()
     assert set(snapshot.lexical.ids.tolist()) == store.chunk_ids()
     assert snapshot.lexical_search("refunds", 5) == []
 
 
 def test_a_restarted_worker_reuses_the_index_and_rebuilds_a_lost_one(settings: Settings, embedder: Embedder) -> None:
-    store = Store(settings.storage.database_path)
+    store = SQLiteStore(settings.storage.database_path)
     upload(store, settings, "refunds.md", REFUNDS)
     drain(Worker(settings, store, embedder))
     generation = latest_generation(settings.storage.index_dir)
@@ -97,12 +98,12 @@ def test_a_restarted_worker_reuses_the_index_and_rebuilds_a_lost_one(settings: S
     assert latest_generation(settings.storage.index_dir) == generation  # nothing changed, nothing written
     shutil.rmtree(settings.storage.index_dir)
     restart()
-    assert index_ids(LiveIndex(settings.storage.index_dir).current().dense) == store.chunk_ids() != set()
+    assert index_ids(FaissLiveIndex(settings.storage.index_dir).current().dense) == store.chunk_ids() != set()
 
 
 def test_a_job_interrupted_after_storing_chunks_is_redone_cleanly(settings: Settings, embedder: Embedder) -> None:
     clock = FakeClock()
-    store = Store(settings.storage.database_path, clock=clock)
+    store = SQLiteStore(settings.storage.database_path, clock=clock)
     doc = upload(store, settings, "refunds.md", REFUNDS)
     worker = Worker(settings, store, embedder)
     # Another worker died mid-job: it claimed the job and stored chunks, then its lease ran out.
@@ -113,11 +114,11 @@ def test_a_job_interrupted_after_storing_chunks_is_redone_cleanly(settings: Sett
     assert store.get_document(doc).status == "indexed"
     texts = [c.text for c in store.searchable_chunks(sorted(store.chunk_ids())).values()]
     assert texts == ["Refunds are accepted within 30 days of purchase."]
-    assert index_ids(LiveIndex(settings.storage.index_dir).current().dense) == store.chunk_ids()
+    assert index_ids(FaissLiveIndex(settings.storage.index_dir).current().dense) == store.chunk_ids()
 
 
 def test_queued_documents_are_indexed_together_with_one_index_write(settings: Settings, embedder: Embedder) -> None:
-    store = Store(settings.storage.database_path)
+    store = SQLiteStore(settings.storage.database_path)
     worker = Worker(settings, store, embedder)
     before = worker.index.sync(store)  # the empty index's first generation
     ids = [upload(store, settings, f"policy{i}.md", REFUNDS + f"\nVersion {i}.\n".encode()) for i in range(3)]

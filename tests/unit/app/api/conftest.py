@@ -15,7 +15,7 @@ from app.components import Models
 from app.config import Settings
 from app.embedding.fake import FakeEmbedder
 from app.generation.fake import FakeGenerator
-from app.index import IndexWriter
+from app.index import open_index_writer
 from app.main import create_app
 from app.service import Service
 from app.store import NewChunk
@@ -68,7 +68,7 @@ def index_queued(client: TestClient) -> None:
             chunks = [NewChunk(i, section, body, vector) for i, ((section, body), vector) in pairs]
             store.replace_chunks(doc.id, chunks)
         store.jobs.finish(job)
-    IndexWriter(settings.storage.index_dir, embedder.dim).sync(store)
+    open_index_writer(settings, embedder.dim).sync(store)
 
 
 def _paragraphs(text: str) -> list[tuple[str, str]]:

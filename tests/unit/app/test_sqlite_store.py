@@ -1,3 +1,5 @@
+"""The SQLite store: documents, tags, chunks, deletes, reopening, its connections."""
+
 from __future__ import annotations
 
 import sqlite3
@@ -7,12 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from app.sqlite_store import SQLiteStore
 from app.store import NewChunk, Store
 
 
 @pytest.fixture
 def store(tmp_path: Path) -> Store:
-    return Store(tmp_path / "db.sqlite3")
+    return SQLiteStore(tmp_path / "db.sqlite3")
 
 
 def chunk(position: int, text: str) -> NewChunk:
@@ -68,18 +71,18 @@ def test_chunks_for_a_deleted_document_are_not_stored(store: Store) -> None:
 
 def test_everything_survives_reopening(tmp_path: Path) -> None:
     path = tmp_path / "db.sqlite3"
-    store = Store(path)
+    store = SQLiteStore(path)
     doc, _ = store.add_document("a.txt", "txt", "h-a", 1)
     store.replace_chunks(doc.id, [chunk(0, "kept")])
     store.close()
-    reopened = Store(path)
+    reopened = SQLiteStore(path)
     assert reopened.get_document(doc.id).filename == "a.txt"
     ids, vectors = reopened.chunk_vectors(sorted(reopened.chunk_ids()))
     assert vectors.shape == (1, 4) and len(ids) == 1
 
 
 def test_every_threads_connection_is_closed(tmp_path: Path) -> None:
-    store = Store(tmp_path / "db.sqlite3")
+    store = SQLiteStore(tmp_path / "db.sqlite3")
     store.add_document("a.txt", "txt", "h-a", 1)
     with ThreadPoolExecutor(max_workers=3) as pool:
         connections = list(pool.map(lambda _: store.database.connection(), range(3)))
@@ -91,5 +94,5 @@ def test_every_threads_connection_is_closed(tmp_path: Path) -> None:
 
 
 def test_constructing_a_store_touches_no_file(tmp_path: Path) -> None:
-    Store(tmp_path / "later" / "db.sqlite3")
+    SQLiteStore(tmp_path / "later" / "db.sqlite3")
     assert not (tmp_path / "later").exists()

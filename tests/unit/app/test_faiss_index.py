@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app.index import LiveIndex, index_ids, latest_generation, new_index, write_generation
+from app.faiss_index import FaissLiveIndex, index_ids, latest_generation, new_index, write_generation
 from app.lexical import LexicalIndex
 
 
@@ -39,14 +39,14 @@ def test_leftovers_of_a_crashed_write_are_never_read(tmp_path: Path) -> None:
     write(tmp_path, {1: (unit(1, 0, 0), "one")})
     (tmp_path / "index-00000002.faiss.tmp").write_bytes(b"half written")
     (tmp_path / "bm25-00000002").mkdir()  # its FAISS file never landed
-    snapshot = LiveIndex(tmp_path).current()
+    snapshot = FaissLiveIndex(tmp_path).current()
     assert (snapshot.generation, snapshot.size) == (1, 1)
     assert write(tmp_path, {1: (unit(1, 0, 0), "one"), 2: (unit(0, 1, 0), "two")}) == 2
-    assert LiveIndex(tmp_path).current().lexical_search("two", 5)[0].chunk_id == 2
+    assert FaissLiveIndex(tmp_path).current().lexical_search("two", 5)[0].chunk_id == 2
 
 
 def test_live_index_swaps_in_a_new_generation_without_restart(tmp_path: Path) -> None:
-    live = LiveIndex(tmp_path)
+    live = FaissLiveIndex(tmp_path)
     assert live.current() is None
     write(tmp_path, {1: (unit(1, 0, 0), "one")})
     before = live.current()
@@ -61,7 +61,7 @@ def test_live_index_swaps_in_a_new_generation_without_restart(tmp_path: Path) ->
 
 def test_dense_scores_are_cosine_similarities_best_first(tmp_path: Path) -> None:
     write(tmp_path, {10: (unit(1, 0, 0), "a"), 20: (unit(1, 1, 0), "b"), 30: (unit(0, 0, 1), "c")})
-    snapshot = LiveIndex(tmp_path).current()
+    snapshot = FaissLiveIndex(tmp_path).current()
     hits = snapshot.dense_search(unit(1, 0, 0), 5)
     assert [hit.chunk_id for hit in hits] == [10, 20, 30]
     assert [round(hit.score, 3) for hit in hits] == [1.0, 0.707, 0.0]
@@ -76,7 +76,7 @@ def test_bm25_finds_exact_terms_and_respects_the_allowed_ids(tmp_path: Path) -> 
         3: (unit(0, 0, 1), "Form HR-2 changes your address."),
     }
     write(tmp_path, chunks)
-    snapshot = LiveIndex(tmp_path).current()
+    snapshot = FaissLiveIndex(tmp_path).current()
     assert [hit.chunk_id for hit in snapshot.lexical_search("what is PRC-7", 5)][0] == 1
     assert [hit.chunk_id for hit in snapshot.lexical_search("claims filed", 5)] == [2]
     assert [hit.chunk_id for hit in snapshot.lexical_search("form", 5, allowed={3})] == [3]
@@ -88,4 +88,4 @@ def test_removed_ids_are_gone_after_reload(tmp_path: Path) -> None:
     dense.add_with_ids(np.vstack([unit(1, 0, 0), unit(0, 1, 0)]), np.asarray([1, 2], dtype=np.int64))
     dense.remove_ids(np.asarray([1], dtype=np.int64))
     write_generation(tmp_path, dense, LexicalIndex.build(np.asarray([2]), ["two"]))
-    assert index_ids(LiveIndex(tmp_path).current().dense) == {2}
+    assert index_ids(FaissLiveIndex(tmp_path).current().dense) == {2}
