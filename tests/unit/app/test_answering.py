@@ -9,8 +9,18 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from app.answering import NO_ANSWER, Answer, Answerer, abstention_score, select_context
+from app.answering import (
+    NO_ANSWER,
+    Answer,
+    Answerer,
+    abstention_score,
+    clean_question,
+    is_refusal,
+    select_context,
+    standalone_question,
+)
 from app.config import AnswerSettings, RetrievalSettings
+from app.errors import InvalidRequest
 from app.prompt import Message, PromptTemplate
 from app.retrieval import Retrieval, RetrievedChunk
 from app.store import Chunk
@@ -120,3 +130,29 @@ def test_a_refusal_over_a_block_retrieval_is_sure_of_becomes_its_best_quote() ->
     assert (sure.verified, sure.generated, sure.citations) == (False, refusal, [REFUNDS])
     _, unsure = ask(answerer(refusal, quote_over_refusal=0.9))
     assert (unsure.text, unsure.citations) == (NO_ANSWER, [])
+
+
+def test_a_follow_up_is_searched_with_the_last_two_earlier_questions() -> None:
+    earlier = ["What is the refund window?", "  ", "And for gift cards?", "Who approves it?"]
+    assert standalone_question(" And abroad? ", earlier) == "And for gift cards? Who approves it? And abroad?"
+    assert standalone_question("Refunds?", []) == "Refunds?"
+
+
+@pytest.mark.parametrize(
+    ("question", "message"), [("  ", "the question is empty"), ("x" * 11, "longer than 10 characters")]
+)
+def test_an_empty_or_overlong_question_is_refused(question: str, message: str) -> None:
+    with pytest.raises(InvalidRequest, match=message):
+        clean_question(question, max_chars=10)
+
+
+def test_paraphrased_refusals_count_as_refusals() -> None:
+    assert is_refusal("The document does not contain the answer to that.")
+    assert not is_refusal("Refunds are accepted within 30 days [1].")
+
+
+def test_the_stream_reads_what_was_not_read_before_it_finishes() -> None:
+    stream = answerer("Within 30 days [1].").stream_from(QUESTION, Retrieval([REFUNDS]))
+    first = next(iter(stream))
+    answer = stream.finish()
+    assert first == "Wit" and answer.text == "Within 30 days [1]." and stream.context == [REFUNDS]
