@@ -13,14 +13,13 @@ from app.config import AnswerSettings, RetrievalSettings
 from app.errors import InvalidRequest
 from app.generation import Generator, check_adapter
 from app.lexical import coverage
-from app.prompt import PromptTemplate, build_prompt
+from app.prompt import NO_ANSWER, PromptTemplate, build_prompt
 from app.quotes import Embed, Quote, best_quotes
 from app.retrieval import Filters, Retrieval, RetrievedChunk, Retriever
 from app.verification import drop_repeated_sentences, verify
 
 log = logging.getLogger(__name__)
 
-NO_ANSWER = "The documents do not contain the answer."
 # Small models paraphrase the refusal they were asked for ("The document does not contain the answer to...").
 REFUSAL = re.compile(r"\b(do|does) not contain the answer\b", re.IGNORECASE)
 # How many earlier questions of a conversation make a follow-up standalone (see standalone_question).

@@ -99,6 +99,10 @@ class GeneratorSettings(Section):
     max_sentences: int = Field(2, ge=0)  # stop once the answer has this many sentences; 0 = no limit
     no_repeat_ngram_size: int = Field(4, ge=0)  # no n-gram twice within the answer (the prompt is exempt)
     repetition_penalty: float = Field(1.0, gt=0)  # transformers' own: it also penalises copying the prompt
+    # The generator declines (with the prompt's refusal sentence) only when it gives that sentence at least this
+    # probability; below it the refusal is ruled out and it writes its best answer, which verification still
+    # checks. 0 keeps every refusal. transformers backend only.
+    min_refusal_probability: float = Field(0.5, ge=0, le=1)
     # How long a question waits for the generator while others are answered (one at a time in-process),
     # before it gets a 503.
     max_wait_seconds: float = Field(120, gt=0)

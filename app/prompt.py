@@ -13,6 +13,9 @@ SECTION = re.compile(r"^\[(system|user)\]\s*$", re.MULTILINE)
 
 Message = dict[str, str]  # {"role": "system" | "user" | "assistant", "content": ...}
 
+# What the prompt asks the generator to reply when no block holds the answer (configs/prompt.txt says it too).
+NO_ANSWER = "The documents do not contain the answer."
+
 
 @dataclass(frozen=True)
 class PromptTemplate:

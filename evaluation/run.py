@@ -8,11 +8,12 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from app.answering import NO_ANSWER, Answer, Answerer, abstention_score, checked_answer, select_context
+from app.answering import Answer, Answerer, abstention_score, checked_answer, select_context
 from app.components import build_answerer, build_reranker, build_retriever
 from app.config import Settings
 from app.embedding import Embedder, build_embedder
 from app.generation import build_generator
+from app.prompt import NO_ANSWER
 from app.retrieval import Retrieval, RetrievedChunk, Retriever
 from app.store import Store, open_store
 from app.uploads import accept_upload

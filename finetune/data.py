@@ -10,9 +10,8 @@ from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
-from app.answering import NO_ANSWER
 from app.generation import TextGenerator
-from app.prompt import PromptTemplate, build_prompt
+from app.prompt import NO_ANSWER, PromptTemplate, build_prompt
 from app.retrieval import RetrievedChunk, Retriever
 from app.store import Chunk, Store
 from finetune.records import Example, KnowledgeLabel, QAPair

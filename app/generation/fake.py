@@ -11,11 +11,10 @@ import re
 import threading
 from collections.abc import Callable, Iterator
 
-from app.answering import NO_ANSWER
 from app.config import GeneratorSettings
 from app.generation import check_adapter
 from app.lexical import coverage
-from app.prompt import Message
+from app.prompt import NO_ANSWER, Message
 from app.quotes import best_quotes
 
 BLOCK = re.compile(r"^\[(\d+)\] [^\n]*\n(.*?)(?=^\[\d+\] |\Z)", re.MULTILINE | re.DOTALL)

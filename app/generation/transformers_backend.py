@@ -35,7 +35,7 @@ from app.config import GeneratorSettings
 from app.errors import GeneratorBusy, ModelUnavailable
 from app.generation import check_adapter, count_sentences
 from app.packaged import PACKAGED_MODELS, PREFIX, is_packaged, resolve_packaged
-from app.prompt import Message
+from app.prompt import NO_ANSWER, Message
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +61,8 @@ class TransformersGenerator:
         self.no_repeat_ngram_size = settings.no_repeat_ngram_size
         self._lock = threading.Lock()
         self.max_wait_seconds = settings.max_wait_seconds
+        self.min_refusal_probability = settings.min_refusal_probability
+        self.refusal_ids: list[int] = self.tokenizer(NO_ANSWER, add_special_tokens=False)["input_ids"]
         elapsed = time.perf_counter() - started
         log.info("generator %s loaded on %s (%s) in %.1fs", self.model_name, self.device, model.dtype, elapsed)
 
@@ -96,8 +98,14 @@ class TransformersGenerator:
         def run() -> None:
             try:
                 with torch.inference_mode(), self._using(adapter):
+                    cache = None
+                    if self.min_refusal_probability > 0:
+                        refusal, cache = self._refusal_probability(inputs["input_ids"])
+                        if refusal < self.min_refusal_probability:
+                            processors.append(_NoRefusal(self.refusal_ids, prompt_length))
                     self.model.generate(
                         **inputs,
+                        past_key_values=cache,
                         generation_config=self.generation_config,
                         streamer=streamer,
                         stopping_criteria=StoppingCriteriaList(stopping),
@@ -126,6 +134,18 @@ class TransformersGenerator:
             self._lock.release()
         if failure:
             raise failure[0]
+
+    def _refusal_probability(self, prompt_ids: torch.Tensor) -> tuple[float, Any]:
+        """The probability that the reply is the refusal sentence, and the prompt's cache for the generation
+        (the same forward pass fills it, so the check costs the refusal's few tokens, not a second prompt)."""
+        refusal = torch.tensor([self.refusal_ids], device=prompt_ids.device)
+        out = self.model(input_ids=torch.cat([prompt_ids, refusal], dim=1), use_cache=True)
+        length = prompt_ids.shape[1]
+        log_probs = out.logits[0, length - 1 : -1].float().log_softmax(-1)
+        probability = float(log_probs.gather(1, refusal.T).sum().exp())
+        cache = out.past_key_values
+        cache.crop(length - 1)  # generate feeds the prompt's last token itself
+        return probability, cache
 
     @contextmanager
     def _using(self, adapter: str | None) -> Iterator[None]:
@@ -164,6 +184,18 @@ class _SentenceLimit(StoppingCriteria):
             for row in input_ids
         ]
         return cast(torch.BoolTensor, torch.tensor(done, dtype=torch.bool, device=input_ids.device))
+
+
+class _NoRefusal(LogitsProcessor):
+    """Rules out the refusal sentence: after its first token ("The"), its second ("documents") is banned."""
+
+    def __init__(self, refusal_ids: list[int], prompt_length: int) -> None:
+        self.first, self.second, self.prompt_length = refusal_ids[0], refusal_ids[1], prompt_length
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        if input_ids.shape[1] == self.prompt_length + 1:
+            scores[input_ids[:, -1] == self.first, self.second] = -float("inf")
+        return scores
 
 
 class _NoRepeatInAnswer(LogitsProcessor):

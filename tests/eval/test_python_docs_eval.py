@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from app.answering import NO_ANSWER
 from app.config import Settings
+from app.prompt import NO_ANSWER
 from evaluation.datasets import load_eval_set
 from evaluation.run import ModeResult, run_eval
 

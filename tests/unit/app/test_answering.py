@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 from app.answering import (
-    NO_ANSWER,
     Answer,
     Answerer,
     abstention_score,
@@ -21,7 +20,7 @@ from app.answering import (
 )
 from app.config import AnswerSettings, RetrievalSettings
 from app.errors import InvalidRequest
-from app.prompt import Message, PromptTemplate
+from app.prompt import NO_ANSWER, Message, PromptTemplate
 from app.retrieval import Retrieval, RetrievedChunk
 from app.store import Chunk
 

@@ -14,7 +14,7 @@ from app.config import GeneratorSettings, StorageSettings
 from app.errors import AdapterNotFound, GeneratorBusy, ModelUnavailable
 from app.generation import Generator, build_generator, count_sentences
 from app.generation.transformers_backend import TransformersGenerator, packaged_cache
-from app.prompt import build_prompt, load_template
+from app.prompt import NO_ANSWER, build_prompt, load_template
 from app.retrieval import RetrievedChunk
 from app.store import Chunk
 from tests.lora import random_lora
@@ -241,3 +241,18 @@ def test_a_question_that_waits_too_long_for_the_generator_gets_busy(generator: T
             generator.generate(REFUND_PROMPT)  # another generation holds the model
     finally:
         generator.max_wait_seconds = waits
+
+
+def test_a_refusal_the_reader_is_unsure_of_is_ruled_out(cache_dir: Path) -> None:
+    # The shipped reader declines this question about another topic, but gives its refusal only about 0.4.
+    prompt = build_prompt(
+        load_template(ROOT / "configs" / "prompt.txt"),
+        "What is the capital of Mars?",
+        [RetrievedChunk(Chunk(1, "doc", "policy.md", 0, "Refund policy", REFUND_POLICY), 0.9)],
+    )
+    reader = GeneratorSettings(max_new_tokens=24).with_only_adapter(ROOT / "adapters" / "reader")
+    always = TransformersGenerator(reader.model_copy(update={"min_refusal_probability": 0.0}), cache_dir)
+    assert always.generate(prompt) == NO_ANSWER
+    unsure = TransformersGenerator(reader.model_copy(update={"min_refusal_probability": 0.5}), cache_dir)
+    answer = unsure.generate(prompt)
+    assert answer and not answer.startswith("The documents"), answer

@@ -11,13 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from app.answering import NO_ANSWER
 from app.config import EmbeddingSettings, RetrievalSettings
 from app.embedding import Embedder
 from app.embedding.sentence_transformers_backend import SentenceTransformersEmbedder
 from app.faiss_index import FaissLiveIndex, new_index, write_generation
 from app.lexical import LexicalIndex
-from app.prompt import load_template
+from app.prompt import NO_ANSWER, load_template
 from app.retrieval import Retriever
 from app.sqlite_store import SQLiteStore
 from app.store import NewChunk, Store, searchable_text

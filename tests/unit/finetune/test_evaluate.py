@@ -6,10 +6,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from app.answering import NO_ANSWER
 from app.config import GeneratorSettings, StorageSettings
 from app.generation.transformers_backend import TransformersGenerator
-from app.prompt import Message, build_prompt, load_template
+from app.prompt import NO_ANSWER, Message, build_prompt, load_template
 from app.retrieval import RetrievedChunk
 from app.store import Chunk
 from finetune.evaluate import cited_blocks, cites_only, evaluate_examples, gold_answer, strip_citations

@@ -8,8 +8,8 @@ from collections.abc import Callable
 import pytest
 from fastapi.testclient import TestClient
 
-from app.answering import NO_ANSWER
 from app.generation.fake import FakeGenerator
+from app.prompt import NO_ANSWER
 
 PASSWORDS = "How many characters must a password have?"
 
