@@ -63,7 +63,8 @@ def test_adapters_are_listed_with_their_cards(adapter_client: httpx.Client, adap
     listed = {item["name"]: item for item in adapter_client.get("/adapters").json()["adapters"]}
     assert listed["policies"] == {"name": "policies", "path": str(adapter), "card": CARD, "default": False}
     shipped = listed["reader"]  # the adapter this project trains and ships, with its card
-    assert shipped["path"] == "adapters/reader" and shipped["card"]["base_model"] == "packaged:SmolLM2-135M-Instruct"
+    assert shipped["path"] == str(REPO / "adapters" / "reader")  # resolved against configs/default.yaml's folder
+    assert shipped["card"]["base_model"] == "packaged:SmolLM2-135M-Instruct"
     assert shipped["card"]["steps"] > 0 and len(shipped["card"]["data_sha256"]) == 64
     models = [model["id"] for model in adapter_client.get("/v1/models").json()["data"]]
     assert models == ["docqa", "reader", "policies"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 import threading
 from collections.abc import Iterator
@@ -74,6 +75,16 @@ def build_data_dir(data_dir: Path, embedder: Embedder) -> Store:
     dense.add_with_ids(vectors, ids)
     write_generation(data_dir / "index", dense, LexicalIndex.build(*store.chunk_texts()))
     return store
+
+
+@pytest.fixture(autouse=True)
+def root_logging_restored() -> Iterator[None]:
+    """`main` configures logging for a command-line run; later tests must not log to a stream pytest closed."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 @pytest.fixture(scope="module")
