@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import threading
+from collections import deque
 from collections.abc import Callable, Iterator
 
 from app.config import GeneratorSettings
@@ -31,7 +32,8 @@ class FakeGenerator:
         self.default_adapter = settings.default_adapter
         self.model_name = "fake" + (f"+{self.default_adapter}" if self.default_adapter else "")
         self.reply = reply or extract_answer
-        self.calls: list[tuple[list[Message], str | None]] = []  # what it was asked, for tests to read
+        # What it was last asked (prompt, adapter), for tests to read; bounded for a long `make run` with the fake.
+        self.calls: deque[tuple[list[Message], str | None]] = deque(maxlen=100)
 
     def generate(self, messages: list[Message], adapter: str | None = None) -> str:
         return "".join(self.stream(messages, adapter=adapter))

@@ -139,9 +139,11 @@ class TransformersGenerator:
         """The probability that the reply is the refusal sentence, and the prompt's cache for the generation
         (the same forward pass fills it, so the check costs the refusal's few tokens, not a second prompt)."""
         refusal = torch.tensor([self.refusal_ids], device=prompt_ids.device)
-        out = self.model(input_ids=torch.cat([prompt_ids, refusal], dim=1), use_cache=True)
+        # Logits only where they predict a refusal token: the prompt's last position and the refusal's own.
+        kept = refusal.shape[1] + 1
+        out = self.model(input_ids=torch.cat([prompt_ids, refusal], dim=1), use_cache=True, logits_to_keep=kept)
         length = prompt_ids.shape[1]
-        log_probs = out.logits[0, length - 1 : -1].float().log_softmax(-1)
+        log_probs = out.logits[0, -kept:-1].float().log_softmax(-1)
         probability = float(log_probs.gather(1, refusal.T).sum().exp())
         cache = out.past_key_values
         cache.crop(length - 1)  # generate feeds the prompt's last token itself
