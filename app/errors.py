@@ -50,6 +50,12 @@ class ModelUnavailable(RagError):
     status_code = 503
 
 
+class GeneratorUnavailable(RagError):
+    """The generator server (generator.backend: openai) cannot be reached or failed to answer."""
+
+    status_code = 503
+
+
 class GeneratorBusy(RagError):
     """Every generation slot stayed taken for generator.max_wait_seconds."""
 

@@ -115,6 +115,9 @@ class AdapterOut(BaseModel):
     path: Path
     card: dict[str, Any] | None = Field(description="The adapter_card.json training wrote beside the adapter, if any")
     default: bool = Field(description="Requests that name no adapter are answered with this one")
+    served_as: str | None = Field(
+        description="The model name the generator server is asked for (generator.backend openai); null in-process"
+    )
 
     @classmethod
     def of(cls, adapter: AdapterInfo) -> AdapterOut:

@@ -49,6 +49,10 @@ class Generator(TextGenerator, Protocol):
         """The same text as `generate`, in pieces as they are generated; setting `stop` ends it early."""
         ...
 
+    def unavailable(self) -> str | None:
+        """Why the generator cannot answer right now (its server is down), or None; GET /ready reports it."""
+        ...
+
 
 def build_generator(settings: GeneratorSettings, cache_dir: Path) -> Generator:
     """The generator `settings.backend` names; each backend's imports are paid only when it is chosen."""
@@ -57,10 +61,27 @@ def build_generator(settings: GeneratorSettings, cache_dir: Path) -> Generator:
             from app.generation.transformers_backend import TransformersGenerator
 
             return TransformersGenerator(settings, cache_dir)
+        case "openai":
+            from app.generation.openai_backend import OpenAIGenerator
+
+            return OpenAIGenerator(settings)
         case "fake":
             from app.generation.fake import FakeGenerator
 
             return FakeGenerator(settings)
+
+
+def stripped(pieces: Iterator[str]) -> Iterator[str]:
+    """The pieces without leading and trailing whitespace overall, so that they join to the stripped text."""
+    held = ""  # whitespace that is only yielded once more text follows it
+    started = False
+    for piece in pieces:
+        text = held + piece if started else piece.lstrip()
+        body = text.rstrip()
+        held = text[len(body) :]
+        if body:
+            started = True
+            yield body
 
 
 def check_adapter(name: str | None, known: Sequence[str]) -> None:
@@ -79,13 +100,15 @@ class AdapterInfo:
     path: Path
     card: dict[str, Any] | None  # ADAPTER_CARD, when the folder has a readable one
     default: bool
+    served_as: str | None  # the model name a generator server is asked for (backend openai); None in-process
 
 
 def describe_adapters(settings: GeneratorSettings) -> list[AdapterInfo]:
     """The configured adapters with their cards; reads only the card files, so it works while models load."""
     default = settings.default_adapter
+    served = settings.backend == "openai"  # a server serves each adapter under its name
     return [
-        AdapterInfo(name, path, _read_card(path / ADAPTER_CARD), name == default)
+        AdapterInfo(name, path, _read_card(path / ADAPTER_CARD), name == default, name if served else None)
         for name, path in settings.adapters.items()
     ]
 

@@ -46,6 +46,9 @@ class FakeGenerator:
         self.calls.append((messages, adapter))
         return _pieces(self.reply(messages, adapter), stop)
 
+    def unavailable(self) -> str | None:
+        return None
+
 
 def extract_answer(messages: list[Message], adapter: str | None = None) -> str:
     """The block sentence with the most of the question's words, cited; the refusal when it has too few."""

@@ -33,7 +33,7 @@ from transformers import (
 
 from app.config import GeneratorSettings
 from app.errors import GeneratorBusy, ModelUnavailable
-from app.generation import check_adapter, count_sentences
+from app.generation import check_adapter, count_sentences, stripped
 from app.packaged import PACKAGED_MODELS, PREFIX, is_packaged, resolve_packaged
 from app.prompt import NO_ANSWER, Message
 
@@ -74,6 +74,9 @@ class TransformersGenerator:
     ) -> Iterator[str]:
         check_adapter(adapter, self.adapters)  # now, not at the first piece
         return self._stream(messages, stop, self.default_adapter if adapter is None else adapter)
+
+    def unavailable(self) -> str | None:
+        return None  # in-process: once loaded, it stays
 
     def _stream(self, messages: list[Message], stop: threading.Event | None, adapter: str | None) -> Iterator[str]:
         encoded = self.tokenizer.apply_chat_template(
@@ -126,7 +129,7 @@ class TransformersGenerator:
             worker = threading.Thread(target=run, name="generate", daemon=True)
             worker.start()
             try:
-                yield from _stripped(streamer)
+                yield from stripped(streamer)
             finally:
                 halt.set()
                 worker.join()
@@ -219,19 +222,6 @@ class _NoRepeatInAnswer(LogitsProcessor):
             ]
             scores[row, banned] = -float("inf")
         return scores
-
-
-def _stripped(pieces: Iterator[str]) -> Iterator[str]:
-    """The pieces without leading and trailing whitespace overall, so that they join to the stripped text."""
-    held = ""  # whitespace that is only yielded once more text follows it
-    started = False
-    for piece in pieces:
-        text = held + piece if started else piece.lstrip()
-        body = text.rstrip()
-        held = text[len(body) :]
-        if body:
-            started = True
-            yield body
 
 
 def packaged_cache(model: str, cache_dir: Path) -> Path:

@@ -26,18 +26,21 @@ async def health() -> Health:
     "/ready",
     response_model=Readiness,
     responses={503: {"model": Readiness}},
-    summary="200 once the models are loaded; 503 with the reason before that",
+    summary="200 once the models are loaded and the generator answers; 503 with the reason otherwise",
 )
 async def ready(service: ServiceDep) -> Readiness | JSONResponse:
     answerer = service.answerer
     snapshot = await anyio.to_thread.run_sync(service.index.current, limiter=READINESS_THREADS)
+    error = service.load_error
+    if answerer is not None:  # a generator server may be down although everything loaded
+        error = await anyio.to_thread.run_sync(answerer.generator.unavailable, limiter=READINESS_THREADS)
     readiness = Readiness(
-        ready=answerer is not None,
+        ready=answerer is not None and error is None,
         index_generation=snapshot.generation if snapshot else None,
         indexed_chunks=snapshot.size if snapshot else 0,
         generator=answerer.generator.model_name if answerer else None,
-        error=service.load_error,
+        error=error,
     )
-    if answerer is None:
+    if not readiness.ready:
         return JSONResponse(status_code=503, content=readiness.model_dump())
     return readiness
