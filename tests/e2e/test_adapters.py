@@ -61,7 +61,13 @@ def ask(client: httpx.Client, **extra: object) -> dict:
 
 def test_adapters_are_listed_with_their_cards(adapter_client: httpx.Client, adapter: Path) -> None:
     listed = {item["name"]: item for item in adapter_client.get("/adapters").json()["adapters"]}
-    assert listed["policies"] == {"name": "policies", "path": str(adapter), "card": CARD, "default": False}
+    assert listed["policies"] == {
+        "name": "policies",
+        "path": str(adapter),
+        "card": CARD,
+        "default": False,
+        "served_as": None,  # in-process
+    }
     shipped = listed["reader"]  # the adapter this project trains and ships, with its card
     assert shipped["path"] == str(REPO / "adapters" / "reader")  # resolved against configs/default.yaml's folder
     assert shipped["card"]["base_model"] == "packaged:SmolLM2-135M-Instruct"
