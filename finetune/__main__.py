@@ -175,6 +175,23 @@ def run_evaluate(args: argparse.Namespace, settings: Settings) -> None:
     print(markdown_table([{"model": model, **metrics} for model, metrics in rows.items()], ["model", *columns]))
 
 
+def run_gguf(args: argparse.Namespace, settings: Settings) -> None:
+    from app.packaged import is_packaged, resolve_packaged
+    from finetune.gguf_lora import lora_to_gguf
+
+    base = args.base
+    if base is None:
+        if not is_packaged(settings.generator.model):
+            raise SystemExit(f"--base: the GGUF file of {settings.generator.model} is needed")
+        folder, name = resolve_packaged(settings.generator.model)
+        base = folder / name
+    try:
+        count = lora_to_gguf(args.adapter, base, args.out)
+    except (OSError, ValueError) as exc:
+        raise SystemExit(str(exc)) from exc
+    print(f"{count} adapted weight matrices written to {args.out}, for {base}")
+
+
 def parser() -> argparse.ArgumentParser:
     main = argparse.ArgumentParser(prog="python -m finetune", description=__doc__)
     commands = main.add_subparsers(dest="command", required=True)
@@ -258,6 +275,12 @@ def parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--general", type=Path, help="pairs JSONL of general questions (what the adapter forgets)")
     evaluate.add_argument("--limit", type=int, help="first N examples only")
     evaluate.set_defaults(run=run_evaluate)
+
+    export = commands.add_parser("gguf", help="a LoRA adapter as a GGUF file for llama.cpp (its server, Ollama)")
+    export.add_argument("--adapter", type=Path, required=True, help="adapter folder from `train`")
+    export.add_argument("--out", type=Path, required=True, help="the .gguf file to write")
+    export.add_argument("--base", type=Path, help="the base model's GGUF (default: the packaged generator's)")
+    export.set_defaults(run=run_gguf)
     return main
 
 

@@ -13,8 +13,9 @@ import pytest
 
 from app.config import GeneratorSettings
 from app.generation.openai_backend import OpenAIGenerator
+from finetune.gguf_lora import lora_to_gguf
 from tests.e2e.conftest import REPO, RunningService, wait_for_status
-from tests.llama_server import BASE_ALIAS, LlamaServer
+from tests.llama_server import BASE_ALIAS, LlamaServer, packaged_gguf
 
 QUESTION = "How many days do customers have to request a refund?"
 REFUND_POLICY_MD = b"""# Refund Policy
@@ -27,7 +28,11 @@ Customers can request a full refund within 30 days of purchase.
 
 @pytest.fixture(scope="module")
 def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaServer]:
-    server = LlamaServer(tmp_path_factory.mktemp("llama"), {BASE_ALIAS: None, "reader": None})
+    """The base model, and the shipped reader adapter converted to GGUF (`python -m finetune gguf`) over it."""
+    folder = tmp_path_factory.mktemp("llama")
+    reader = folder / "reader.gguf"
+    lora_to_gguf(REPO / "adapters" / "reader", packaged_gguf(), reader)
+    server = LlamaServer(folder, {BASE_ALIAS: None, "reader": reader})
     server.start()
     yield server
     server.stop()
@@ -74,11 +79,14 @@ def test_the_server_streams_tokens_then_the_whole_answer(client: httpx.Client) -
         assert "".join(piece["text"] for piece in data[:-1]) == done["answer"]
 
 
-def test_an_adapter_is_asked_for_by_its_served_name(client: httpx.Client) -> None:
+def test_the_shipped_reader_answers_through_the_server_as_it_does_in_process(client: httpx.Client) -> None:
+    """The reader's GGUF over the server: the short cited answer it was trained to give (in-process: test_adapters)."""
     (reader,) = client.get("/adapters").json()["adapters"]
     assert reader["served_as"] == "reader" and reader["path"] == str(REPO / "adapters" / "reader")
-    response = client.post("/ask", json={"question": QUESTION, "adapter": "reader"})
-    assert response.status_code == 200, response.text
+    base = client.post("/ask", json={"question": QUESTION}).json()
+    tuned = client.post("/ask", json={"question": QUESTION, "adapter": "reader"}).json()
+    assert "30 days" in tuned["answer"] and tuned["verified"] is True
+    assert tuned["answer"] != base["answer"]
     assert client.post("/ask", json={"question": QUESTION, "adapter": "nope"}).status_code == 404
 
 
