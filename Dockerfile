@@ -18,7 +18,7 @@ ENV RAG_STORAGE__DATA_DIR=/data \
 VOLUME /data
 
 FROM base AS api
-RUN make .venv-api/.installed TORCH_INDEX=$TORCH_INDEX API_EXTRAS=api,dev
+RUN make .venv-api/.installed TORCH_INDEX=$TORCH_INDEX API_EXTRAS=api,dev,llama
 EXPOSE 8000
 CMD [".venv-api/bin/python", "-m", "app"]
 

@@ -91,16 +91,19 @@ class RetrievalSettings(Section):
 
 
 class GeneratorSettings(Section):
-    # transformers: the model in-process. openai: any OpenAI-compatible chat-completions server at base_url (vLLM,
-    # llama.cpp's server, Ollama, TGI), asked for `model`; an adapter is asked for by its name (the server serves
-    # it under that name). fake: answers with the context sentence that best matches the question, no model.
-    backend: Literal["transformers", "openai", "fake"] = "transformers"
+    # transformers: the model in-process (GPU when there is one). llama-cpp: the model in-process through llama.cpp
+    # (a packaged model as Q8_0 GGUF, or a .gguf path; peft LoRA adapters converted to GGUF once). openai: any
+    # OpenAI-compatible chat-completions server at base_url (vLLM, llama.cpp's server, Ollama, TGI), asked for
+    # `model`; an adapter is asked for by its name (the server serves it under that name). fake: answers with the
+    # context sentence that best matches the question, no model.
+    backend: Literal["transformers", "llama-cpp", "openai", "fake"] = "transformers"
     model: str = "packaged:SmolLM2-135M-Instruct"
     base_url: str | None = None  # openai: e.g. http://127.0.0.1:8080/v1
     api_key_env: str = "OPENAI_API_KEY"  # openai: the environment variable holding the server's key, if it wants one
     timeout_seconds: float = Field(60, gt=0)  # openai: per request, connecting and between streamed pieces
     max_retries: int = Field(2, ge=0)  # openai: connection errors, 408/409/429 and 5xx, with backoff
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    threads: int | None = Field(None, gt=0)  # llama-cpp: CPU threads; null = every core
     max_new_tokens: int = Field(64, gt=0)
     max_sentences: int = Field(2, ge=0)  # stop once the answer has this many sentences; 0 = no limit
     no_repeat_ngram_size: int = Field(4, ge=0)  # no n-gram twice within the answer (the prompt is exempt)

@@ -176,8 +176,8 @@ def run_evaluate(args: argparse.Namespace, settings: Settings) -> None:
 
 
 def run_gguf(args: argparse.Namespace, settings: Settings) -> None:
+    from app.generation.gguf import lora_to_gguf
     from app.packaged import is_packaged, resolve_packaged
-    from finetune.gguf_lora import lora_to_gguf
 
     base = args.base
     if base is None:

@@ -61,6 +61,10 @@ def build_generator(settings: GeneratorSettings, cache_dir: Path) -> Generator:
             from app.generation.transformers_backend import TransformersGenerator
 
             return TransformersGenerator(settings, cache_dir)
+        case "llama-cpp":
+            from app.generation.llama_cpp_backend import LlamaCppGenerator
+
+            return LlamaCppGenerator(settings, cache_dir)
         case "openai":
             from app.generation.openai_backend import OpenAIGenerator
 
@@ -69,6 +73,14 @@ def build_generator(settings: GeneratorSettings, cache_dir: Path) -> Generator:
             from app.generation.fake import FakeGenerator
 
             return FakeGenerator(settings)
+
+
+def repeating_tokens(answer: list[int], size: int) -> list[int]:
+    """The tokens that would complete, a second time, an n-gram (n = `size`) the answer already holds."""
+    if len(answer) < size:
+        return []
+    prefix = answer[len(answer) - size + 1 :]
+    return [answer[i + size - 1] for i in range(len(answer) - size + 1) if answer[i : i + size - 1] == prefix]
 
 
 def stripped(pieces: Iterator[str]) -> Iterator[str]:

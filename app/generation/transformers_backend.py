@@ -33,7 +33,7 @@ from transformers import (
 
 from app.config import GeneratorSettings
 from app.errors import GeneratorBusy, ModelUnavailable
-from app.generation import check_adapter, count_sentences, stripped
+from app.generation import check_adapter, count_sentences, repeating_tokens, stripped
 from app.packaged import PACKAGED_MODELS, PREFIX, is_packaged, resolve_packaged
 from app.prompt import NO_ANSWER, Message
 
@@ -214,13 +214,7 @@ class _NoRepeatInAnswer(LogitsProcessor):
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         for row, ids in enumerate(input_ids[:, self.prompt_length :].tolist()):
-            if len(ids) < self.size:
-                continue
-            prefix = ids[len(ids) - self.size + 1 :]
-            banned = [
-                ids[i + self.size - 1] for i in range(len(ids) - self.size + 1) if ids[i : i + self.size - 1] == prefix
-            ]
-            scores[row, banned] = -float("inf")
+            scores[row, repeating_tokens(ids, self.size)] = -float("inf")
         return scores
 
 

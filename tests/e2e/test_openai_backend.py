@@ -12,8 +12,8 @@ import httpx
 import pytest
 
 from app.config import GeneratorSettings
+from app.generation.gguf import lora_to_gguf
 from app.generation.openai_backend import OpenAIGenerator
-from finetune.gguf_lora import lora_to_gguf
 from tests.e2e.conftest import REPO, RunningService, wait_for_status
 from tests.llama_server import BASE_ALIAS, LlamaServer, packaged_gguf
 

@@ -12,9 +12,9 @@ import pytest
 from safetensors.torch import load_file
 
 from app.config import GeneratorSettings, StorageSettings
+from app.generation.gguf import lora_to_gguf, permute_rows
 from app.generation.transformers_backend import packaged_cache
 from finetune.__main__ import main
-from finetune.gguf_lora import _permute_rows, lora_to_gguf
 from tests.e2e.conftest import REPO
 from tests.llama_server import packaged_gguf
 from tests.lora import random_lora
@@ -41,7 +41,7 @@ def test_q_and_k_rows_are_reordered_as_in_the_base_gguf(tmp_path: Path) -> None:
     weights = load_file(packaged_cache(GeneratorSettings().model, CACHE) / "model.safetensors")
     base = {tensor.name: tensor for tensor in gguf.GGUFReader(packaged_gguf()).tensors}
     for name, gguf_name, heads in [("q_proj", "attn_q", 9), ("k_proj", "attn_k", 3)]:
-        ours = _permute_rows(weights[f"model.layers.0.self_attn.{name}.weight"].numpy(), heads)
+        ours = permute_rows(weights[f"model.layers.0.self_attn.{name}.weight"].numpy(), heads)
         theirs = base[f"blk.0.{gguf_name}.weight"]
         dequantized = gguf.quants.dequantize(theirs.data, theirs.tensor_type).reshape(ours.shape)
         np.testing.assert_allclose(ours, dequantized, atol=1e-6)

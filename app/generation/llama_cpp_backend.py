@@ -1,0 +1,192 @@
+"""The llama.cpp backend: the model in-process through llama-cpp-python, the fast path on a CPU. It decodes the
+same prompts under the same rules as the transformers backend (sentence limit, no repeated n-gram within the
+answer, the refusal floor) and serves the same peft LoRA adapters, converted to GGUF once (app.generation.gguf)."""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import threading
+import time
+from collections.abc import Generator, Iterator
+from pathlib import Path
+from typing import Any, cast
+
+import numpy as np
+import numpy.typing as npt
+from llama_cpp import Llama, LogitsProcessorList, llama_cpp
+from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+from llama_cpp.llama_types import ChatCompletionRequestMessage, CreateCompletionStreamResponse
+
+from app.config import GeneratorSettings
+from app.errors import GeneratorBusy, ModelUnavailable
+from app.generation import check_adapter, count_sentences, repeating_tokens, stripped
+from app.generation.gguf import gguf_lora, gguf_model
+from app.prompt import NO_ANSWER, Message
+
+log = logging.getLogger(__name__)
+
+Tokens = npt.NDArray[np.intc]
+Scores = npt.NDArray[np.single]
+
+
+class LlamaCppGenerator:
+    def __init__(self, settings: GeneratorSettings, cache_dir: Path) -> None:
+        started = time.perf_counter()
+        self.adapters = tuple(settings.adapters)
+        self.default_adapter = settings.default_adapter
+        if self.default_adapter is not None and self.default_adapter not in self.adapters:
+            raise ModelUnavailable(f"generator.default_adapter {self.default_adapter!r} is not in generator.adapters")
+        model_path = gguf_model(settings.model, cache_dir)
+        try:
+            # n_ctx 0: the model's own context length; a request may ask for up to retrieval.max_top_k blocks.
+            self.llm = Llama(
+                str(model_path), n_ctx=0, n_threads=settings.threads or os.cpu_count(), n_batch=512, verbose=False
+            )
+        except (ValueError, RuntimeError) as exc:
+            raise ModelUnavailable(f"llama.cpp cannot load {model_path}: {exc}") from exc
+        self._loras = {
+            name: self._load_lora(name, gguf_lora(path, model_path, cache_dir))
+            for name, path in settings.adapters.items()
+        }
+        self._active: str | None = None  # the adapter whose activations the KV cache holds
+        self.model_name = settings.model + (f"+{self.default_adapter}" if self.default_adapter else "")
+        self.settings = settings
+        template = self.llm.metadata.get("tokenizer.chat_template")
+        if not template:
+            raise ModelUnavailable(f"{model_path} has no chat template (tokenizer.chat_template)")
+        eos, bos = self.llm.token_eos(), self.llm.token_bos()
+        self.chat = Jinja2ChatFormatter(template, eos_token=self._piece(eos), bos_token=self._piece(bos))
+        self.refusal_ids = self.llm.tokenize(NO_ANSWER.encode(), add_bos=False)
+        self._lock = threading.Lock()
+        self.max_wait_seconds = settings.max_wait_seconds
+        log.info(
+            "generator %s loaded from %s (llama.cpp) in %.1fs",
+            self.model_name,
+            model_path,
+            time.perf_counter() - started,
+        )
+
+    def generate(self, messages: list[Message], adapter: str | None = None) -> str:
+        return "".join(self.stream(messages, adapter=adapter))
+
+    def stream(
+        self, messages: list[Message], stop: threading.Event | None = None, adapter: str | None = None
+    ) -> Iterator[str]:
+        check_adapter(adapter, self.adapters)
+        return stripped(self._stream(messages, stop, self.default_adapter if adapter is None else adapter))
+
+    def unavailable(self) -> str | None:
+        return None  # in-process: once loaded, it stays
+
+    def _stream(self, messages: list[Message], stop: threading.Event | None, adapter: str | None) -> Iterator[str]:
+        chat = self.chat(messages=cast(list[ChatCompletionRequestMessage], messages))
+        prompt = self.llm.tokenize(chat.prompt.encode(), add_bos=False, special=True)
+        settings = self.settings
+        # One generation at a time (one model, one KV cache, one active adapter), waiting a bounded time.
+        if not self._lock.acquire(timeout=self.max_wait_seconds):
+            raise GeneratorBusy(
+                f"the generator stayed busy with other questions for {self.max_wait_seconds:g} s; retry later"
+            )
+        try:
+            self._use(adapter)
+            processors: list[Any] = []
+            if settings.no_repeat_ngram_size:
+                processors.append(_NoRepeatInAnswer(settings.no_repeat_ngram_size, len(prompt)))
+            if (
+                settings.min_refusal_probability > 0
+                and self._refusal_probability(prompt) < settings.min_refusal_probability
+            ):
+                processors.append(_NoRefusal(self.refusal_ids, len(prompt)))
+            pieces = cast(
+                Iterator[CreateCompletionStreamResponse],
+                self.llm.create_completion(
+                    prompt,
+                    max_tokens=settings.max_new_tokens,
+                    temperature=settings.temperature,
+                    top_p=settings.top_p,
+                    top_k=settings.top_k,
+                    min_p=0.0,
+                    repeat_penalty=settings.repetition_penalty,
+                    logits_processor=LogitsProcessorList(processors),
+                    stream=True,
+                ),
+            )
+            text = ""
+            try:
+                for chunk in pieces:
+                    if stop is not None and stop.is_set():
+                        break
+                    piece = chunk["choices"][0]["text"]
+                    text += piece
+                    yield piece
+                    if settings.max_sentences and count_sentences(text) >= settings.max_sentences:
+                        break  # a short answer, and no room for a loop
+            finally:
+                cast(Generator[Any, None, None], pieces).close()  # ends llama.cpp's generation before the lock is freed
+        finally:
+            self._lock.release()
+
+    def _refusal_probability(self, prompt: list[int]) -> float:
+        """The probability that the reply is the refusal sentence: the prompt, then the refusal token by token,
+        reading each next-token distribution. The generation that follows reuses the prompt's KV cache."""
+        self.llm.reset()
+        self.llm.eval(prompt)
+        log_probability = 0.0
+        for token in self.refusal_ids:
+            logits = np.ctypeslib.as_array(
+                llama_cpp.llama_get_logits_ith(self.llm.ctx, -1), shape=(self.llm.n_vocab(),)
+            )
+            top = float(logits.max())
+            log_probability += float(logits[token]) - top - float(np.log(np.exp(logits - top).sum()))
+            self.llm.eval([token])
+        return float(np.exp(log_probability))
+
+    def _use(self, adapter: str | None) -> None:
+        """Activate `adapter` (None: the base model); the KV cache of another adapter's activations is dropped."""
+        if adapter == self._active:
+            return
+        context = self.llm.ctx
+        if adapter is None:
+            failed = llama_cpp.llama_set_adapters_lora(context, None, 0, None)
+        else:
+            lora = (llama_cpp.llama_adapter_lora_p_ctypes * 1)(self._loras[adapter])
+            failed = llama_cpp.llama_set_adapters_lora(context, lora, 1, (ctypes.c_float * 1)(1.0))
+        if failed:
+            raise ModelUnavailable(f"llama.cpp could not switch to adapter {adapter!r}")
+        self.llm.reset()
+        self._active = adapter
+
+    def _load_lora(self, name: str, path: Path) -> Any:
+        lora = llama_cpp.llama_adapter_lora_init(self.llm.model, str(path).encode())
+        if lora is None:
+            raise ModelUnavailable(f"llama.cpp cannot load adapter {name!r} from {path}")
+        return lora
+
+    def _piece(self, token: int) -> str:
+        return "" if token < 0 else self.llm.detokenize([token], special=True).decode("utf-8", errors="replace")
+
+
+class _NoRefusal:
+    """Rules out the refusal sentence: after its first token ("The"), its second ("documents") is banned."""
+
+    def __init__(self, refusal_ids: list[int], prompt_length: int) -> None:
+        self.first, self.second, self.prompt_length = refusal_ids[0], refusal_ids[1], prompt_length
+
+    def __call__(self, input_ids: Tokens, scores: Scores) -> Scores:
+        if len(input_ids) == self.prompt_length + 1 and input_ids[-1] == self.first:
+            scores[self.second] = -np.inf
+        return scores
+
+
+class _NoRepeatInAnswer:
+    """Bans any token that would repeat an n-gram of the answer so far (the prompt is exempt: copying from the
+    blocks is what a grounded answer does)."""
+
+    def __init__(self, size: int, prompt_length: int) -> None:
+        self.size, self.prompt_length = size, prompt_length
+
+    def __call__(self, input_ids: Tokens, scores: Scores) -> Scores:
+        scores[repeating_tokens(input_ids[self.prompt_length :].tolist(), self.size)] = -np.inf
+        return scores
