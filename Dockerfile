@@ -1,8 +1,9 @@
 # Two images from one file, built with the same Makefile targets a developer uses:
 #   docker build --target api -t docqa-api .      docker build --target worker -t docqa-worker .
 FROM python:3.11-slim-bookworm AS base
+# build-essential: llama-cpp-python (generator.backend llama-cpp) compiles llama.cpp when it installs.
 RUN apt-get update \
- && apt-get install -y --no-install-recommends libmagic1 make \
+ && apt-get install -y --no-install-recommends libmagic1 make build-essential \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /srv/docqa
 COPY pyproject.toml README.md Makefile ./

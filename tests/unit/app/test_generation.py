@@ -20,9 +20,9 @@ from app.store import Chunk
 from tests.lora import random_lora
 
 ROOT = Path(__file__).resolve().parents[3]
-SETTINGS = GeneratorSettings(max_new_tokens=48)
+SETTINGS = GeneratorSettings(backend="transformers", max_new_tokens=48)
 # Adapter tests compare many answers; a few tokens tell them apart (a random adapter rambles to the limit).
-SHORT = GeneratorSettings(max_new_tokens=12)
+SHORT = GeneratorSettings(backend="transformers", max_new_tokens=12)
 REFUND_POLICY = "Refunds are accepted within 30 days of purchase."
 # The service's own template, so the test answers the prompt users' questions get.
 REFUND_PROMPT = build_prompt(
@@ -200,7 +200,7 @@ def test_a_missing_adapter_is_reported(cache_dir: Path, tmp_path: Path) -> None:
 
 def test_an_unknown_packaged_model_is_reported(tmp_path: Path) -> None:
     with pytest.raises(ModelUnavailable, match="unknown packaged model 'NoSuchModel'"):
-        build_generator(GeneratorSettings(model="packaged:NoSuchModel"), tmp_path)
+        build_generator(GeneratorSettings(backend="transformers", model="packaged:NoSuchModel"), tmp_path)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -208,7 +208,7 @@ def test_an_unloadable_model_path_is_reported(tmp_path: Path) -> None:
     (tmp_path / "broken").mkdir()
     (tmp_path / "broken" / "config.json").write_text("{not json")
     with pytest.raises(ModelUnavailable, match="cannot load generator model"):
-        build_generator(GeneratorSettings(model=str(tmp_path / "broken")), tmp_path)
+        build_generator(GeneratorSettings(backend="transformers", model=str(tmp_path / "broken")), tmp_path)
 
 
 def test_sentences_are_counted_at_their_ends_not_at_decimals_or_abbreviations() -> None:
@@ -228,7 +228,7 @@ def test_an_ngram_of_the_answer_is_never_generated_twice_but_the_prompt_may_be_c
 
 
 def test_a_sentence_limit_keeps_answers_short(cache_dir: Path) -> None:
-    short = build_generator(GeneratorSettings(max_new_tokens=96, max_sentences=1, no_repeat_ngram_size=4), cache_dir)
+    short = build_generator(SETTINGS.model_copy(update={"max_new_tokens": 96, "max_sentences": 1}), cache_dir)
     answer = short.generate(REFUND_PROMPT)
     assert count_sentences(answer) <= 1 and "30" in answer
 
