@@ -39,6 +39,7 @@ $(WORKER_VENV)/.installed: pyproject.toml
 check-system:
 	@missing=""; \
 	ldconfig -p | grep -q 'libmagic.so.1 ' || missing="$$missing libmagic1"; \
+	command -v g++ >/dev/null || missing="$$missing build-essential"; \
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] not in ((3, 11), (3, 12)))' \
 		|| { echo "Python 3.11 or 3.12 is needed as $(PYTHON) (found: $$($(PYTHON) --version))"; exit 1; }; \
 	if [ -n "$$missing" ]; then \
