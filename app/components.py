@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from app.answering import Answerer
 from app.config import Settings
 from app.embedding import Embedder, build_embedder
+from app.errors import ModelUnavailable
 from app.generation import Generator, build_generator
 from app.index import SearchIndex, open_index
 from app.prompt import load_template
@@ -30,6 +31,17 @@ def load_models(settings: Settings) -> Models:
         generator=build_generator(settings.generator, settings.storage.model_cache_dir),
         reranker=build_reranker(settings),
     )
+
+
+def check_embedder(store: Store, embedder: Embedder) -> None:
+    """The store's vectors all come from one embedder: the first to use the store is recorded, and another one
+    is refused (its query vectors would be compared with the stored ones, and every search would be noise)."""
+    recorded = store.claim_embedder(embedder.name)
+    if recorded != embedder.name:
+        raise ModelUnavailable(
+            f"the vectors in {store.path} were made by {recorded}, but the configured embedder is {embedder.name}: "
+            "set embedding.backend and embedding.model back, or use a new storage.data_dir and upload again"
+        )
 
 
 def build_reranker(settings: Settings) -> Reranker | None:

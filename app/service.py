@@ -6,7 +6,7 @@ import logging
 import threading
 
 from app.answering import Answerer
-from app.components import Models, build_answerer, build_retriever, load_models
+from app.components import Models, build_answerer, build_retriever, check_embedder, load_models
 from app.config import Settings
 from app.errors import ModelUnavailable
 from app.index import open_index
@@ -41,6 +41,7 @@ class Service:
             log.exception("could not load the models")
 
     def _answerer(self, models: Models) -> Answerer:
+        check_embedder(self.store, models.embedder)
         retriever = build_retriever(self.settings, self.store, models.embedder, self.index, models.reranker)
         return build_answerer(self.settings, retriever, models.generator)
 

@@ -58,6 +58,11 @@ CREATE TABLE IF NOT EXISTS jobs (
     updated_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS jobs_status ON jobs(status, id);
+-- Facts about the whole store, e.g. which embedder made its vectors.
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
 """
 
 # Tags joined with the unit separator, which no tag contains.
@@ -150,6 +155,11 @@ class SQLiteStore:
                 (len(chunks), self.clock(), doc_id),
             )
         return True
+
+    def claim_embedder(self, name: str) -> str:
+        with self._transaction() as db:  # the API and the worker may claim at the same moment: the first wins
+            db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('embedder', ?)", (name,))
+            return str(db.execute("SELECT value FROM meta WHERE key = 'embedder'").fetchone()[0])
 
     def chunk_ids(self) -> set[int]:
         return {row[0] for row in self._connection().execute("SELECT id FROM chunks")}

@@ -85,6 +85,10 @@ class Store(Protocol):
         """Swap a document's chunks at once; False when the document was deleted meanwhile."""
         ...
 
+    def claim_embedder(self, name: str) -> str:
+        """Record `name` as the embedder of the stored vectors unless one is recorded; return the recorded one."""
+        ...
+
     def chunk_ids(self) -> set[int]: ...
 
     def chunk_texts(self) -> tuple[np.ndarray, list[str]]:

@@ -8,6 +8,7 @@ import threading
 
 from app.config import Settings
 from app.embedding import build_embedder
+from app.errors import ModelUnavailable
 from app.logs import configure_logging
 from app.store import open_store
 from ingest.worker import Worker
@@ -22,6 +23,8 @@ def main() -> None:
     store = open_store(settings.storage)
     try:
         Worker(settings, store, build_embedder(settings.embedding)).run(stop)
+    except ModelUnavailable as exc:  # a configuration to fix, not a bug: the message, without a traceback
+        raise SystemExit(f"the worker cannot start: {exc}") from None
     finally:
         store.close()
         logging.getLogger(__name__).info("bye")

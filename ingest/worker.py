@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from app.components import check_embedder
 from app.config import Settings
 from app.embedding import Embedder
 from app.errors import EmptyDocument, RagError
@@ -29,6 +30,7 @@ class Worker:
 
     def run(self, stop: threading.Event) -> None:
         log.info("worker started; data in %s", self.settings.storage.data_dir)
+        check_embedder(self.store, self.embedder)
         # First repair what a crash may have left: chunks stored but not indexed, or an index lost.
         self.index.sync(self.store)
         while not stop.is_set():

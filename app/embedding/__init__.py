@@ -11,6 +11,7 @@ from app.config import EmbeddingSettings
 
 class Embedder(Protocol):
     dim: int
+    name: str  # what makes the vectors (backend and model): a store's vectors all come from one
 
     def embed(self, texts: list[str]) -> np.ndarray:
         """One L2-normalised float32 row per text, so that inner product is cosine similarity."""

@@ -14,6 +14,7 @@ from app.lexical import content_terms
 class FakeEmbedder:
     def __init__(self, dim: int = 256) -> None:
         self.dim = dim
+        self.name = f"fake:{dim}"
 
     def embed(self, texts: list[str]) -> np.ndarray:
         vectors = np.zeros((len(texts), self.dim), dtype=np.float32)

@@ -25,6 +25,7 @@ class SentenceTransformersEmbedder:
             raise ModelUnavailable(f"cannot load embedding model {settings.model!r}: {exc}") from exc
         self.batch_size = settings.batch_size
         self.dim = self.model.get_embedding_dimension()
+        self.name = f"sentence-transformers:{settings.model}"
         log.info("embedding model %s loaded in %.1fs", settings.model, time.perf_counter() - started)
 
     def embed(self, texts: list[str]) -> np.ndarray:

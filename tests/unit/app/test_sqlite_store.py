@@ -96,3 +96,16 @@ def test_every_threads_connection_is_closed(tmp_path: Path) -> None:
 def test_constructing_a_store_touches_no_file(tmp_path: Path) -> None:
     SQLiteStore(tmp_path / "later" / "db.sqlite3")
     assert not (tmp_path / "later").exists()
+
+
+def test_the_first_embedder_to_claim_the_store_is_the_one_recorded(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "db.sqlite3")
+    assert store.claim_embedder("sentence-transformers:packaged:all-MiniLM-L6-v2") == (
+        "sentence-transformers:packaged:all-MiniLM-L6-v2"
+    )
+    assert store.claim_embedder("sentence-transformers:BAAI/bge-small-en") == (
+        "sentence-transformers:packaged:all-MiniLM-L6-v2"
+    )
+    store.close()
+    reopened = SQLiteStore(tmp_path / "db.sqlite3")
+    assert reopened.claim_embedder("fake:256") == "sentence-transformers:packaged:all-MiniLM-L6-v2"

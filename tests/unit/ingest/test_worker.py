@@ -12,6 +12,7 @@ import pytest
 from app.config import Settings
 from app.embedding import Embedder
 from app.embedding.sentence_transformers_backend import SentenceTransformersEmbedder
+from app.errors import ModelUnavailable
 from app.faiss_index import FaissLiveIndex, index_ids, latest_generation
 from app.sqlite_store import SQLiteStore
 from app.store import NewChunk, Store
@@ -126,3 +127,11 @@ def test_queued_documents_are_indexed_together_with_one_index_write(settings: Se
     assert latest_generation(settings.storage.index_dir) == before + 1
     assert {store.get_document(doc_id).status for doc_id in ids} == {"indexed"}
     assert not worker.run_once()
+
+
+def test_the_worker_refuses_a_store_whose_vectors_another_embedder_made(settings: Settings, embedder: Embedder) -> None:
+    store = SQLiteStore(settings.storage.database_path)
+    store.claim_embedder("sentence-transformers:BAAI/bge-small-en")
+    with pytest.raises(ModelUnavailable, match="made by sentence-transformers:BAAI/bge-small-en"):
+        Worker(settings, store, embedder).run(threading.Event())
+    assert latest_generation(settings.storage.index_dir) is None  # it wrote nothing

@@ -13,6 +13,7 @@ from app.config import Settings
 from app.errors import GeneratorBusy
 from app.generation.fake import FakeGenerator
 from app.main import create_app
+from app.store import open_store
 
 
 def test_health_ready_and_the_index_it_serves(client: TestClient, policies: dict) -> None:
@@ -85,3 +86,21 @@ def test_a_busy_generator_is_a_503_with_advice(client: TestClient, generator: Fa
     generator.reply = busy
     response = client.post("/ask", json={"question": "How long must passwords be?"})
     assert response.status_code == 503 and "retry later" in response.json()["detail"]
+
+
+def test_a_data_dir_embedded_by_another_model_is_refused_with_what_to_do(tmp_path: Path) -> None:
+    settings = Settings().with_data_dir(tmp_path)
+    settings = settings.model_copy(
+        update={
+            "embedding": settings.embedding.model_copy(update={"backend": "fake"}),
+            "generator": settings.generator.model_copy(update={"backend": "fake"}),
+        }
+    )
+    open_store(settings.storage).claim_embedder("sentence-transformers:packaged:all-MiniLM-L6-v2")
+    with TestClient(create_app(settings)) as client:
+        client.app.state.service._loader.join(timeout=30)
+        ready = client.get("/ready")
+        assert ready.status_code == 503
+        assert "were made by sentence-transformers:packaged:all-MiniLM-L6-v2" in ready.json()["error"]
+        assert "the configured embedder is fake:256" in ready.json()["error"]
+        assert client.post("/ask", json={"question": "Anything?"}).status_code == 503
