@@ -7,6 +7,7 @@ import shutil
 import threading
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from app.config import Settings
@@ -135,3 +136,26 @@ def test_the_worker_refuses_a_store_whose_vectors_another_embedder_made(settings
     with pytest.raises(ModelUnavailable, match="made by sentence-transformers:BAAI/bge-small-en"):
         Worker(settings, store, embedder).run(threading.Event())
     assert latest_generation(settings.storage.index_dir) is None  # it wrote nothing
+
+
+def test_a_batch_of_documents_is_embedded_in_one_call_each_chunk_with_its_own_vector(
+    settings: Settings, embedder: Embedder
+) -> None:
+    calls: list[int] = []
+
+    class Counting:
+        dim, name = embedder.dim, embedder.name
+
+        def embed(self, texts: list[str]) -> np.ndarray:
+            calls.append(len(texts))
+            return embedder.embed(texts)
+
+    store = SQLiteStore(settings.storage.database_path)
+    ids = [upload(store, settings, name, text) for name, text in [("refunds.md", REFUNDS), ("security.md", LAPTOPS)]]
+    drain(Worker(settings, store, Counting()))
+    assert calls == [3]  # one chunk of refunds, two of security
+    for chunk_id in store.chunk_ids():
+        (_, vector), text = store.chunk_vectors([chunk_id]), store.searchable_chunks([chunk_id])[chunk_id]
+        expected = embedder.embed([f"{text.section}\n{text.text}"])[0]
+        assert float(vector[0] @ expected) > 0.999, text.section
+    assert all(store.get_document(doc).status == "indexed" for doc in ids)
