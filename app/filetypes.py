@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import codecs
 import io
 import zipfile
 from pathlib import PurePath
+
+import charset_normalizer
 
 from app.errors import EmptyDocument, UnsupportedDocument
 
@@ -13,7 +16,21 @@ SUPPORTED_KINDS = frozenset({"pdf", "docx", "pptx", "xlsx", "html", "md", "txt",
 
 ZIP_KINDS_BY_MEMBER = {"word/document.xml": "docx", "ppt/presentation.xml": "pptx", "xl/workbook.xml": "xlsx"}
 TEXT_KINDS_BY_EXTENSION = {".md": "md", ".markdown": "md", ".html": "html", ".htm": "html", ".csv": "csv"}
-SUPPORTED_LIST = "PDF, DOCX, PPTX, XLSX, HTML, Markdown, CSV and plain text (UTF-8)"
+SUPPORTED_LIST = "PDF, DOCX, PPTX, XLSX, HTML, Markdown, CSV and plain text"
+SAMPLE_BYTES = 65536  # what the encoding of a text file is judged by
+# UTF-32 before UTF-16: the UTF-32-LE mark starts with UTF-16-LE's.
+BOMS = [
+    (codecs.BOM_UTF8, "utf-8-sig"),
+    (codecs.BOM_UTF32_LE, "utf-32"),
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+]
+# Control characters no text file holds (tab, line breaks and form feed are fine).
+BINARY_CONTROLS = frozenset(chr(c) for c in range(32) if chr(c) not in "\t\n\r\f")
+# Western European text is mostly ASCII letters with some accented ones; Cyrillic or Greek read as
+# Windows-1252 is almost all accented "letters".
+WESTERN_MAX_ACCENTED = 0.3
 
 
 def detect_kind(filename: str, content: bytes) -> str:
@@ -25,7 +42,7 @@ def detect_kind(filename: str, content: bytes) -> str:
         return "pdf"
     if content.startswith(b"PK\x03\x04"):
         return _zip_kind(filename, extension, content)
-    if b"\x00" in content[:8192] or not _is_utf8(content[:65536]):
+    if text_encoding(content[:SAMPLE_BYTES]) is None:
         raise UnsupportedDocument(f"{filename} is not a supported document type; supported: {SUPPORTED_LIST}")
     kind = TEXT_KINDS_BY_EXTENSION.get(extension)
     if kind:
@@ -51,10 +68,38 @@ def _zip_kind(filename: str, extension: str, content: bytes) -> str:
     raise UnsupportedDocument(f"{filename} is a ZIP archive, not a supported document; supported: {SUPPORTED_LIST}")
 
 
+def text_encoding(sample: bytes) -> str | None:
+    """The encoding the text in `sample` (a file's first SAMPLE_BYTES) is written in; None when it is not text.
+
+    UTF-8 and byte-order-marked UTF-16/32 first; then Windows-1252 (Latin-1's superset) for text that reads as a
+    Western European language; then charset-normalizer's guess (Cyrillic, Greek...). NUL bytes without a
+    byte-order mark, or control characters, mean binary."""
+    for bom, encoding in BOMS:
+        if sample.startswith(bom):
+            return encoding
+    if b"\x00" in sample[:8192]:
+        return None
+    if _is_utf8(sample):
+        return "utf-8"
+    western = sample.decode("cp1252", errors="replace")
+    if sum(char in BINARY_CONTROLS for char in western) > len(western) / 100:
+        return None
+    letters = [char for char in western if char.isalpha()]
+    if sum(not char.isascii() for char in letters) <= WESTERN_MAX_ACCENTED * len(letters):
+        return "cp1252"
+    guess = charset_normalizer.from_bytes(sample).best()
+    return guess.encoding if guess is not None else "cp1252"
+
+
+def decode_text(content: bytes) -> str:
+    """`content` as text in the encoding `text_encoding` finds (undecodable bytes replaced), without a BOM."""
+    return content.decode(text_encoding(content[:SAMPLE_BYTES]) or "utf-8", errors="replace").removeprefix("\ufeff")
+
+
 def _is_utf8(sample: bytes) -> bool:
     try:
         sample.decode("utf-8")
     except UnicodeDecodeError as exc:
         # A sample cut inside a multi-byte character is still text.
-        return exc.start >= len(sample) - 3 and len(sample) == 65536
+        return exc.start >= len(sample) - 3 and len(sample) == SAMPLE_BYTES
     return True

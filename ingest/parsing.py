@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from app.errors import EmptyDocument, ParseError, UnsupportedDocument
-from app.filetypes import SUPPORTED_KINDS
+from app.filetypes import SAMPLE_BYTES, SUPPORTED_KINDS, decode_text, text_encoding
 
 if TYPE_CHECKING:
     from dedoc import DedocManager
@@ -35,6 +35,7 @@ _DEDOC_PDF_HINT = (
 _ORDERED_MARKER = re.compile(r"(?:\d+[.)]?)+|[A-Za-z][.)]|[ivxlcdmIVXLCDM]+[.)]")
 _BULLETS = frozenset("-*+•◦▪▫■□●○‣⁃·o")
 _LINE_START_HASH = re.compile(r"^([ \t]*)#", re.MULTILINE)
+DECLARED_CHARSET = re.compile(rb"<meta[^>]+charset", re.IGNORECASE)
 _NUMBERED_HEADING = re.compile(r"^(\d+(?:\.\d+)*)\.?\s+[A-Z]")
 
 
@@ -61,7 +62,7 @@ def _label(kind: str) -> str:
 def _read_text(path: Path, kind: str) -> str:
     # Plain text skips dedoc: its txt reader finds no headings, only lists, and nests the paragraphs that
     # follow a list inside its last item; the author's own paragraphs and line breaks read better.
-    text = path.read_text(encoding="utf-8-sig", errors="replace")
+    text = decode_text(path.read_bytes())
     if not text.strip():
         raise _no_text(kind)
     return text if kind == "md" else _plain_text_markdown(_escape_hashes(text))
@@ -149,6 +150,8 @@ def _parse_with_dedoc(path: Path, kind: str) -> str:
         named = Path(tmp) / f"document.{kind}"
         if kind == "html":
             _write_html_rows_apart(path, named)
+        elif kind == "csv" and text_encoding(path.read_bytes()[:SAMPLE_BYTES]) != "utf-8":
+            named.write_text(decode_text(path.read_bytes()), encoding="utf-8")  # dedoc reads CSV as UTF-8
         else:
             named.symlink_to(path.resolve())
         try:
@@ -167,7 +170,11 @@ def _write_html_rows_apart(source: Path, target: Path) -> None:
     """Copy the page so that dedoc keeps every table in place and its rows apart."""
     from bs4 import BeautifulSoup
 
-    soup = BeautifulSoup(source.read_bytes(), "html.parser")
+    raw = source.read_bytes()
+    # A page that declares its charset is read in it; one that does not, in the encoding its bytes show
+    # (BeautifulSoup's own guess reads Windows-1252 French as Baltic).
+    declared = DECLARED_CHARSET.search(raw[:4096]) is not None
+    soup = BeautifulSoup(raw, "html.parser", from_encoding=None if declared else text_encoding(raw[:SAMPLE_BYTES]))
     for table in soup.find_all("table"):
         # dedoc moves tables with a border out of the text (to the end here); borderless ones stay in place as
         # tab-separated lines, but with the last cell of a row glued to the first of the next.

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from app.errors import EmptyDocument, UnsupportedDocument
-from app.filetypes import detect_kind
+from app.filetypes import decode_text, detect_kind, text_encoding
 from tests.documents import TRAVEL_POLICY_HTML, corrupt_docx, fake_zip
 
 
@@ -23,6 +23,9 @@ from tests.documents import TRAVEL_POLICY_HTML, corrupt_docx, fake_zip
         ("data.csv", b"a,b\n1,2\n", "csv"),
         ("notes.txt", b"plain", "txt"),
         ("broken.docx", corrupt_docx(), "docx"),
+        ("latin1.txt", "café".encode("latin-1") * 10, "txt"),
+        ("windows.csv", "Ville;Prix\nMâcon;30 €\n".encode("cp1252"), "csv"),
+        ("utf16.md", "# Titel\n".encode("utf-16"), "md"),
     ],
 )
 def test_kind_is_judged_by_content_then_extension(filename: str, content: bytes, kind: str) -> None:
@@ -34,7 +37,7 @@ def test_kind_is_judged_by_content_then_extension(filename: str, content: bytes,
     [
         ("photo.png", b"\x89PNG\r\n\x1a\n" + bytes(100)),
         ("fake.txt", bytes(range(256))),
-        ("latin1.txt", "café".encode("latin-1") * 10),
+        ("junk.txt", bytes(range(1, 256)) * 4),  # control characters: binary, though it has no NUL
         ("archive.zip", fake_zip({"a.txt": b"x"})),
         ("text.odt", fake_zip({"mimetype": b"application/vnd.oasis.opendocument.text"})),
         ("broken.zip", corrupt_docx()),
@@ -48,3 +51,24 @@ def test_unsupported_content_is_refused_whatever_the_name(filename: str, content
 def test_empty_or_blank_is_refused() -> None:
     with pytest.raises(EmptyDocument):
         detect_kind("a.txt", b" \n\t ")
+
+
+FRENCH = "Les notes de frais sont remboursées sous 30 jours. Hôtel : 120 € par nuit au plus, déjà taxes comprises.\n"
+RUSSIAN = "Расходы возмещаются в течение 30 дней. Гостиница: не более 120 евро за ночь.\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "encoding", "found"),
+    [
+        (FRENCH, "utf-8", "utf-8"),
+        (FRENCH, "utf-8-sig", "utf-8-sig"),
+        (FRENCH, "cp1252", "cp1252"),
+        (FRENCH.replace("€", "EUR"), "latin-1", "cp1252"),  # Latin-1 text reads the same in Windows-1252
+        (FRENCH, "utf-16", "utf-16"),
+        (RUSSIAN, "cp1251", "cp1251"),
+    ],
+)
+def test_text_in_common_encodings_is_read_as_written(text: str, encoding: str, found: str) -> None:
+    content = (text * 3).encode(encoding)
+    assert text_encoding(content) == found
+    assert decode_text(content) == text * 3

@@ -336,3 +336,26 @@ def test_docx_without_text_is_an_empty_document(upload) -> None:
 def test_unknown_kind_is_unsupported(upload, kind: str) -> None:
     with pytest.raises(UnsupportedDocument, match="cannot be parsed"):
         parse(upload, b"some bytes", kind)
+
+
+FRENCH = "Les notes de frais sont remboursées sous 30 jours ; hôtel : 120 € par nuit au plus, déjà taxes comprises."
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "cp1252", "utf-16"])
+def test_text_and_markdown_in_any_common_encoding_are_read_as_written(upload, encoding: str) -> None:
+    assert FRENCH in parse(upload, f"Frais\n\n{FRENCH}\n".encode(encoding), "txt")
+    assert FRENCH in parse(upload, f"# Frais\n\n{FRENCH}\n".encode(encoding), "md")
+    russian = "Расходы возмещаются в течение 30 дней, гостиница не дороже 120 евро за ночь."
+    assert russian in parse(upload, f"Расходы\n\n{russian}\n".encode("cp1251") * 3, "txt")
+
+
+def test_a_windows_1252_csv_is_read_as_written(upload) -> None:
+    markdown = parse(upload, "Ville;Prix\nMâcon;120 €\nSète;95 €\n".encode("cp1252"), "csv")
+    assert "Mâcon" in markdown and "120 €" in markdown and "Sète" in markdown
+
+
+@pytest.mark.parametrize("declared", [True, False])
+def test_a_windows_1252_page_is_read_as_written_whether_or_not_it_declares_its_charset(upload, declared) -> None:
+    meta = '<meta charset="windows-1252">' if declared else ""
+    page = f"<html><head>{meta}<title>Frais</title></head><body><h1>Frais</h1><p>{FRENCH}</p></body></html>"
+    assert FRENCH in parse(upload, page.encode("cp1252"), "html")
