@@ -31,6 +31,10 @@ class ServerSettings(Section):
     max_files_per_request: int = Field(20, gt=0)
     max_request_bytes: int = Field(200_000_000, gt=0)
     max_question_chars: int = Field(2000, gt=0)
+    # Office files are ZIP archives: one that would unpack to more than this, or holds a large member compressed
+    # more than max_unpack_ratio times (a zip bomb), is refused at upload.
+    max_unpacked_bytes: int = Field(200_000_000, gt=0)
+    max_unpack_ratio: float = Field(100, gt=1)
 
 
 class StorageSettings(Section):

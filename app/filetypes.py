@@ -5,11 +5,12 @@ from __future__ import annotations
 import codecs
 import io
 import zipfile
+from dataclasses import dataclass
 from pathlib import PurePath
 
 import charset_normalizer
 
-from app.errors import EmptyDocument, UnsupportedDocument
+from app.errors import DocumentTooLarge, EmptyDocument, UnsupportedDocument
 
 # Kinds the worker parses (ingest/parsing.py handles each one).
 SUPPORTED_KINDS = frozenset({"pdf", "docx", "pptx", "xlsx", "html", "md", "txt", "csv"})
@@ -33,15 +34,23 @@ BINARY_CONTROLS = frozenset(chr(c) for c in range(32) if chr(c) not in "\t\n\r\f
 WESTERN_MAX_ACCENTED = 0.3
 
 
-def detect_kind(filename: str, content: bytes) -> str:
-    """Return the document kind, or raise UnsupportedDocument / EmptyDocument with a readable reason."""
+@dataclass(frozen=True)
+class UnpackLimits:
+    total_bytes: int = 200_000_000  # all members of an archive, unpacked
+    ratio: float = 100  # unpacked / packed size of one large member
+    large_member_bytes: int = 1_000_000  # small members may compress well (blank XML) without being a bomb
+
+
+def detect_kind(filename: str, content: bytes, limits: UnpackLimits | None = None) -> str:
+    """Return the document kind, or raise UnsupportedDocument / EmptyDocument / DocumentTooLarge with a readable
+    reason; an office file (a ZIP archive) must stay within `limits` when unpacked."""
     if not content.strip():
         raise EmptyDocument(f"{filename} is empty")
     extension = PurePath(filename).suffix.lower()
     if content.startswith(b"%PDF-"):
         return "pdf"
     if content.startswith(b"PK\x03\x04"):
-        return _zip_kind(filename, extension, content)
+        return _zip_kind(filename, extension, content, limits or UnpackLimits())
     if text_encoding(content[:SAMPLE_BYTES]) is None:
         raise UnsupportedDocument(f"{filename} is not a supported document type; supported: {SUPPORTED_LIST}")
     kind = TEXT_KINDS_BY_EXTENSION.get(extension)
@@ -53,15 +62,17 @@ def detect_kind(filename: str, content: bytes) -> str:
     return "txt"
 
 
-def _zip_kind(filename: str, extension: str, content: bytes) -> str:
+def _zip_kind(filename: str, extension: str, content: bytes, limits: UnpackLimits) -> str:
     try:
         with zipfile.ZipFile(io.BytesIO(content)) as archive:
-            names = set(archive.namelist())
+            members = archive.infolist()
+            names = {member.filename for member in members}
     except (zipfile.BadZipFile, OSError):
         # A damaged archive that claims an office type is accepted; the worker reports why it fails.
         if extension.lstrip(".") in ZIP_KINDS_BY_MEMBER.values():
             return extension.lstrip(".")
         raise UnsupportedDocument(f"{filename} is a damaged ZIP archive, not a supported document") from None
+    _check_unpacked_size(filename, members, limits)
     for member, kind in ZIP_KINDS_BY_MEMBER.items():
         if member in names:
             return kind
@@ -94,6 +105,25 @@ def text_encoding(sample: bytes) -> str | None:
 def decode_text(content: bytes) -> str:
     """`content` as text in the encoding `text_encoding` finds (undecodable bytes replaced), without a BOM."""
     return content.decode(text_encoding(content[:SAMPLE_BYTES]) or "utf-8", errors="replace").removeprefix("\ufeff")
+
+
+def _check_unpacked_size(filename: str, members: list[zipfile.ZipInfo], limits: UnpackLimits) -> None:
+    """The sizes the archive declares: a parser would unpack that much (a declared size that lies is caught by
+    zipfile itself when the member is read)."""
+    total = sum(member.file_size for member in members)
+    if total > limits.total_bytes:
+        raise DocumentTooLarge(
+            f"{filename} would unpack to {total / 1e6:.0f} MB, more than the {limits.total_bytes / 1e6:.0f} MB "
+            "allowed (server.max_unpacked_bytes); split the document"
+        )
+    for member in members:
+        ratio = member.file_size / max(member.compress_size, 1)
+        if member.file_size > limits.large_member_bytes and ratio > limits.ratio:
+            raise UnsupportedDocument(
+                f"{filename} holds {member.filename}, which unpacks {ratio:.0f} times ({member.file_size / 1e6:.0f} "
+                f"MB): far more than documents do (limit {limits.ratio:g}x, server.max_unpack_ratio); it looks "
+                "like a zip bomb and is not parsed"
+            )
 
 
 def _is_utf8(sample: bytes) -> bool:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from app.config import Settings
 from app.errors import InvalidRequest
-from app.filetypes import detect_kind
+from app.filetypes import UnpackLimits, detect_kind
 from app.store import Document, Store
 
 log = logging.getLogger(__name__)
@@ -32,7 +32,8 @@ def accept_upload(
     store: Store, settings: Settings, filename: str, content: bytes, tags: Sequence[str] = ()
 ) -> tuple[Document, bool]:
     """Return (document, duplicate). Raises EmptyDocument or UnsupportedDocument; stores nothing then."""
-    kind = detect_kind(filename, content)
+    server = settings.server
+    kind = detect_kind(filename, content, UnpackLimits(server.max_unpacked_bytes, server.max_unpack_ratio))
     sha256 = hashlib.sha256(content).hexdigest()
     _write_once(settings.storage.uploads_dir / sha256, content)
     doc, created = store.add_document(filename, kind, sha256, len(content), tags)

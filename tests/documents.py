@@ -70,12 +70,17 @@ def corrupt_docx() -> bytes:
     return b"PK\x03\x04" + bytes(range(256)) * 8
 
 
-def fake_zip(names: dict[str, bytes]) -> bytes:
+def fake_zip(names: dict[str, bytes], compression: int = zipfile.ZIP_STORED) -> bytes:
     buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
+    with zipfile.ZipFile(buffer, "w", compression=compression) as archive:
         for name, data in names.items():
             archive.writestr(name, data)
     return buffer.getvalue()
+
+
+def docx_bomb(unpacked_bytes: int = 5_000_000) -> bytes:
+    """A DOCX-looking archive whose document.xml is `unpacked_bytes` of spaces in a few kB."""
+    return fake_zip({"word/document.xml": b" " * unpacked_bytes}, zipfile.ZIP_DEFLATED)
 
 
 def write(path: Path, content: bytes) -> Path:

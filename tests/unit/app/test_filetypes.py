@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+import os
+
 import pytest
 
-from app.errors import EmptyDocument, UnsupportedDocument
-from app.filetypes import decode_text, detect_kind, text_encoding
-from tests.documents import TRAVEL_POLICY_HTML, corrupt_docx, fake_zip
+from app.errors import DocumentTooLarge, EmptyDocument, UnsupportedDocument
+from app.filetypes import UnpackLimits, decode_text, detect_kind, text_encoding
+from tests.documents import TRAVEL_POLICY_HTML, corrupt_docx, docx_bomb, fake_zip
 
 
 @pytest.mark.parametrize(
@@ -72,3 +74,12 @@ def test_text_in_common_encodings_is_read_as_written(text: str, encoding: str, f
     content = (text * 3).encode(encoding)
     assert text_encoding(content) == found
     assert decode_text(content) == text * 3
+
+
+def test_an_office_file_that_would_unpack_to_too_much_is_refused() -> None:
+    with pytest.raises(UnsupportedDocument, match=r"bomb.docx holds word/document.xml, which unpacks \d+ times"):
+        detect_kind("bomb.docx", docx_bomb())
+    big = fake_zip({"word/document.xml": b"<w/>", "word/media/a.bin": os.urandom(600_000)})
+    with pytest.raises(DocumentTooLarge, match=r"big.docx would unpack to 1 MB, more than the 0 MB allowed"):
+        detect_kind("big.docx", big, UnpackLimits(total_bytes=500_000))
+    assert detect_kind("big.docx", big) == "docx"  # within the default limits; incompressible media is fine

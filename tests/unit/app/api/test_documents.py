@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 from fastapi.testclient import TestClient
 
+from tests.documents import docx_bomb
 from tests.unit.app.api.conftest import index_queued
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
@@ -32,7 +33,11 @@ def test_the_same_bytes_again_are_the_same_document(client: TestClient, upload: 
 
 
 def test_a_lone_bad_file_gets_its_own_status_and_message(client: TestClient) -> None:
-    cases = [("logo.png", PNG, 415, "not a supported document type"), ("empty.md", b"", 422, "empty")]
+    cases = [
+        ("logo.png", PNG, 415, "not a supported document type"),
+        ("empty.md", b"", 422, "empty"),
+        ("bomb.docx", docx_bomb(), 415, "looks like a zip bomb"),
+    ]
     for filename, content, status, message in cases:
         response = client.post("/documents", files=[("files", (filename, content))])
         assert response.status_code == status, response.text
