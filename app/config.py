@@ -61,6 +61,9 @@ class IngestSettings(Section):
     max_attempts: int = Field(3, gt=0)
     batch_size: int = Field(16, gt=0)
     pdf_parser: Literal["pypdf", "dedoc"] = "pypdf"
+    # Each document is parsed in a child process, stopped past these: one hostile file fails alone.
+    parse_timeout_seconds: float = Field(120, gt=0)
+    parse_memory_bytes: int = Field(1_500_000_000, gt=0)  # the child's data segment, dedoc's ~0.4 GB included
     chunk_size: int = Field(800, gt=0)
     chunk_overlap: int = Field(120, ge=0)
     keep_generations: int = Field(2, ge=1)

@@ -186,6 +186,11 @@ def _write_html_rows_apart(source: Path, target: Path) -> None:
     target.write_bytes(soup.encode("utf-8"))
 
 
+def warm_up() -> None:
+    """Build the dedoc pipeline now rather than at the first document."""
+    _manager()
+
+
 @functools.cache
 def _manager() -> DedocManager:
     """One dedoc pipeline with only the pieces that work offline (the default one imports torchvision)."""

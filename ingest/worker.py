@@ -16,7 +16,7 @@ from app.index import open_index_writer
 from app.jobs import Job
 from app.store import NewChunk, Store
 from ingest.chunking import TextChunk, chunk_markdown
-from ingest.parsing import parse_to_markdown
+from ingest.isolation import parse_isolated
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,9 @@ class Worker:
         ingest = self.settings.ingest
         try:
             path = self.settings.storage.uploads_dir / doc.sha256
-            markdown = parse_to_markdown(path, doc.kind, pdf_parser=ingest.pdf_parser)
+            markdown = parse_isolated(
+                path, doc.kind, ingest.pdf_parser, ingest.parse_timeout_seconds, ingest.parse_memory_bytes
+            )
             pieces = chunk_markdown(markdown, ingest.chunk_size, ingest.chunk_overlap)
             if not pieces:
                 raise EmptyDocument("the document contains no text")

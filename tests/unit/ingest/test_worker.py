@@ -159,3 +159,17 @@ def test_a_batch_of_documents_is_embedded_in_one_call_each_chunk_with_its_own_ve
         expected = embedder.embed([f"{text.section}\n{text.text}"])[0]
         assert float(vector[0] @ expected) > 0.999, text.section
     assert all(store.get_document(doc).status == "indexed" for doc in ids)
+
+
+def test_a_document_that_parses_too_long_fails_alone(settings: Settings, embedder: Embedder) -> None:
+    from tests.documents import refund_policy_docx
+
+    slow = settings.model_copy(update={"ingest": settings.ingest.model_copy(update={"parse_timeout_seconds": 0.001})})
+    store = SQLiteStore(settings.storage.database_path)
+    docx = upload(store, settings, "refunds.docx", refund_policy_docx(), kind="docx")
+    drain(Worker(slow, store, embedder))
+    failed = store.get_document(docx)
+    assert failed.status == "failed" and "ingest.parse_timeout_seconds" in failed.error
+    text = upload(store, settings, "refunds.md", REFUNDS)
+    drain(Worker(settings, store, embedder))  # the worker, with time enough, goes on with the next one
+    assert store.get_document(text).status == "indexed"
