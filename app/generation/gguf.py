@@ -51,7 +51,10 @@ def gguf_lora(adapter: Path, base: Path, cache_dir: Path) -> Path:
         raise ModelUnavailable(f"adapter {adapter}: cannot read {LORA_WEIGHTS}: {exc}") from exc
     cached = cache_dir / f"lora-{adapter.name}-{digest}.gguf"
     if not cached.is_file():
-        _write_atomically(cached, lambda path: lora_to_gguf(adapter, base, path))
+        try:
+            _write_atomically(cached, lambda path: lora_to_gguf(adapter, base, path))
+        except (OSError, ValueError) as exc:
+            raise ModelUnavailable(f"adapter {adapter}: cannot convert it to GGUF for llama.cpp: {exc}") from exc
     return cached
 
 

@@ -153,3 +153,12 @@ def test_a_model_llama_cpp_cannot_run_is_reported(tmp_path: Path) -> None:
     broken.write_bytes(b"not a gguf")
     with pytest.raises(ModelUnavailable, match="llama.cpp cannot load"):
         build_generator(GeneratorSettings(backend="llama-cpp", model=str(broken)), tmp_path)
+
+
+def test_an_adapter_llama_cpp_cannot_apply_is_reported(cache_dir: Path, tmp_path: Path) -> None:
+    tuned = tmp_path / "tuned"
+    tuned.mkdir()
+    (tuned / "adapter_config.json").write_text('{"peft_type": "PROMPT_TUNING"}')
+    (tuned / "adapter_model.safetensors").write_bytes(b"weights")
+    with pytest.raises(ModelUnavailable, match="cannot convert it to GGUF for llama.cpp: .*only plain LoRA"):
+        build_generator(LLAMA.with_only_adapter(tuned), cache_dir)
