@@ -150,7 +150,7 @@ def _parse_with_dedoc(path: Path, kind: str) -> str:
         named = Path(tmp) / f"document.{kind}"
         if kind == "html":
             _write_html_rows_apart(path, named)
-        elif kind == "csv" and text_encoding(path.read_bytes()[:SAMPLE_BYTES]) != "utf-8":
+        elif kind == "csv":
             named.write_text(decode_text(path.read_bytes()), encoding="utf-8")  # dedoc reads CSV as UTF-8
         else:
             named.symlink_to(path.resolve())

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from app.config import GeneratorSettings
-from app.errors import AdapterNotFound
+from app.errors import AdapterNotFound, GeneratorBusy, ModelUnavailable
 from app.prompt import Message
 
 log = logging.getLogger(__name__)
@@ -73,6 +73,26 @@ def build_generator(settings: GeneratorSettings, cache_dir: Path) -> Generator:
             from app.generation.fake import FakeGenerator
 
             return FakeGenerator(settings)
+
+
+def checked_default_adapter(settings: GeneratorSettings) -> str | None:
+    """generator.default_adapter, which must be one of generator.adapters: checked before any model loads."""
+    default = settings.default_adapter
+    if default is not None and default not in settings.adapters:
+        raise ModelUnavailable(f"generator.default_adapter {default!r} is not one of generator.adapters")
+    return default
+
+
+def served_model_name(settings: GeneratorSettings) -> str:
+    """What /ready and the OpenAI API call the generator: the model, and the default adapter if any."""
+    return settings.model + (f"+{settings.default_adapter}" if settings.default_adapter else "")
+
+
+def wait_for_turn(lock: threading.Lock, seconds: float) -> None:
+    """Take `lock` (one generation at a time), or give up after `seconds` with GeneratorBusy: a burst of
+    questions gets 503s instead of piling up without end."""
+    if not lock.acquire(timeout=seconds):
+        raise GeneratorBusy(f"the generator stayed busy with other questions for {seconds:g} s; retry later")
 
 
 def repeating_tokens(answer: list[int], size: int) -> list[int]:

@@ -20,8 +20,16 @@ from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 from llama_cpp.llama_types import ChatCompletionRequestMessage, CreateCompletionStreamResponse
 
 from app.config import GeneratorSettings
-from app.errors import GeneratorBusy, ModelUnavailable
-from app.generation import check_adapter, count_sentences, repeating_tokens, stripped
+from app.errors import ModelUnavailable
+from app.generation import (
+    check_adapter,
+    checked_default_adapter,
+    count_sentences,
+    repeating_tokens,
+    served_model_name,
+    stripped,
+    wait_for_turn,
+)
 from app.generation.gguf import gguf_lora, gguf_model
 from app.prompt import NO_ANSWER, Message
 
@@ -35,9 +43,7 @@ class LlamaCppGenerator:
     def __init__(self, settings: GeneratorSettings, cache_dir: Path) -> None:
         started = time.perf_counter()
         self.adapters = tuple(settings.adapters)
-        self.default_adapter = settings.default_adapter
-        if self.default_adapter is not None and self.default_adapter not in self.adapters:
-            raise ModelUnavailable(f"generator.default_adapter {self.default_adapter!r} is not in generator.adapters")
+        self.default_adapter = checked_default_adapter(settings)
         model_path = gguf_model(settings.model, cache_dir)
         try:
             # n_ctx 0: the model's own context length; a request may ask for up to retrieval.max_top_k blocks.
@@ -56,7 +62,7 @@ class LlamaCppGenerator:
             for name, path in settings.adapters.items()
         }
         self._active: str | None = None  # the adapter whose activations the KV cache holds
-        self.model_name = settings.model + (f"+{self.default_adapter}" if self.default_adapter else "")
+        self.model_name = served_model_name(settings)
         self.settings = settings
         template = self.llm.metadata.get("tokenizer.chat_template")
         if not template:
@@ -89,11 +95,7 @@ class LlamaCppGenerator:
         chat = self.chat(messages=cast(list[ChatCompletionRequestMessage], messages))
         prompt = self.llm.tokenize(chat.prompt.encode(), add_bos=False, special=True)
         settings = self.settings
-        # One generation at a time (one model, one KV cache, one active adapter), waiting a bounded time.
-        if not self._lock.acquire(timeout=self.max_wait_seconds):
-            raise GeneratorBusy(
-                f"the generator stayed busy with other questions for {self.max_wait_seconds:g} s; retry later"
-            )
+        wait_for_turn(self._lock, self.max_wait_seconds)  # one model, one KV cache, one active adapter
         try:
             self._use(adapter)
             processors: list[Any] = []

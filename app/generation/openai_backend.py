@@ -15,7 +15,7 @@ from openai.types.chat import ChatCompletionMessageParam
 
 from app.config import GeneratorSettings
 from app.errors import GeneratorUnavailable, ModelUnavailable
-from app.generation import check_adapter, count_sentences, stripped
+from app.generation import check_adapter, checked_default_adapter, count_sentences, served_model_name, stripped
 from app.prompt import Message
 
 log = logging.getLogger(__name__)
@@ -33,11 +33,9 @@ class OpenAIGenerator:
             )
         self.base_url = settings.base_url
         self.adapters = tuple(settings.adapters)
-        self.default_adapter = settings.default_adapter
-        if self.default_adapter is not None and self.default_adapter not in self.adapters:
-            raise ModelUnavailable(f"generator.default_adapter {self.default_adapter!r} is not in generator.adapters")
+        self.default_adapter = checked_default_adapter(settings)
         self.model = settings.model
-        self.model_name = settings.model + (f"+{self.default_adapter}" if self.default_adapter else "")
+        self.model_name = served_model_name(settings)
         self.max_sentences = settings.max_sentences
         self.client = openai.OpenAI(
             base_url=settings.base_url,

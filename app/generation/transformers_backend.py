@@ -32,8 +32,16 @@ from transformers import (
 )
 
 from app.config import GeneratorSettings
-from app.errors import GeneratorBusy, ModelUnavailable
-from app.generation import check_adapter, count_sentences, repeating_tokens, stripped
+from app.errors import ModelUnavailable
+from app.generation import (
+    check_adapter,
+    checked_default_adapter,
+    count_sentences,
+    repeating_tokens,
+    served_model_name,
+    stripped,
+    wait_for_turn,
+)
 from app.packaged import PACKAGED_MODELS, PREFIX, is_packaged, resolve_packaged
 from app.prompt import NO_ANSWER, Message
 
@@ -45,15 +53,15 @@ class TransformersGenerator:
         started = time.perf_counter()
         folders = dict(settings.adapters)
         self.adapters = tuple(folders)
-        self.default_adapter = settings.default_adapter
-        _check_adapters(folders, self.default_adapter)  # before the model loads: a config error fails fast
+        self.default_adapter = checked_default_adapter(settings)  # before the model loads: a config error fails fast
+        _check_adapter_kinds(folders)
         base = load_causal_lm(settings.model, settings.device, cache_dir)
         model, self.tokenizer, self.device = base.model, base.tokenizer, base.device
         # peft's own names: a user's name may hold characters (".") that torch module names cannot.
         self._peft_names = {name: f"adapter_{i}" for i, name in enumerate(folders)}
         if folders:
             model = _with_adapters(model, folders, self._peft_names)
-        self.model_name = settings.model + (f"+{self.default_adapter}" if self.default_adapter else "")
+        self.model_name = served_model_name(settings)
         # Any: transformers wraps `to` and `generate` in decorators its annotations cannot follow.
         self.model: Any = cast(Any, model).to(self.device).eval()
         self.generation_config = _generation_config(self.model, self.tokenizer, settings)
@@ -120,11 +128,7 @@ class TransformersGenerator:
 
         # One generation at a time, held until the last piece: the API streams from a thread pool and
         # the model, with its one active adapter, is shared.
-        # Waiting is bounded, so a burst of questions gets 503s instead of piling up without end.
-        if not self._lock.acquire(timeout=self.max_wait_seconds):
-            raise GeneratorBusy(
-                f"the generator stayed busy with other questions for {self.max_wait_seconds:g} s; retry later"
-            )
+        wait_for_turn(self._lock, self.max_wait_seconds)
         try:
             worker = threading.Thread(target=run, name="generate", daemon=True)
             worker.start()
@@ -259,9 +263,7 @@ def _pick_device(setting: str) -> str:
     return setting
 
 
-def _check_adapters(folders: dict[str, Path], default: str | None) -> None:
-    if default is not None and default not in folders:
-        raise ModelUnavailable(f"generator.default_adapter {default!r} is not one of generator.adapters")
+def _check_adapter_kinds(folders: dict[str, Path]) -> None:
     kinds = {name: _peft_type(name, path) for name, path in folders.items()}
     if len(set(kinds.values())) > 1:
         listed = ", ".join(f"{name} ({kind})" for name, kind in kinds.items())
