@@ -21,7 +21,7 @@ VOLUME /data
 FROM base AS api
 RUN make .venv-api/.installed TORCH_INDEX=$TORCH_INDEX API_EXTRAS=api,dev,llama
 EXPOSE 8000
-CMD [".venv-api/bin/python", "-m", "app"]
+CMD [".venv-api/bin/python", "-m", "app", "serve"]
 
 FROM base AS worker
 RUN make .venv-worker/.installed TORCH_INDEX=$TORCH_INDEX

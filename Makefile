@@ -47,15 +47,12 @@ check-system:
 		echo "Install them with: sudo apt-get install -y$$missing"; exit 1; \
 	fi
 
-# The API and the worker together in the foreground; Ctrl-C stops both.
+# The API and the worker together in the foreground, a crashed one restarted; Ctrl-C stops both (app/supervisor.py).
 run: setup
-	@$(WORKER_PY) -m ingest & worker=$$!; \
-	$(API_PY) -m app & api=$$!; \
-	trap 'kill -TERM $$api $$worker 2>/dev/null' INT TERM; \
-	wait -n $$api $$worker; kill -TERM $$api $$worker 2>/dev/null; wait
+	@exec $(API_PY) -m app run --worker-python $(WORKER_PY)
 
 api: setup
-	$(API_PY) -m app
+	$(API_PY) -m app serve
 
 worker: setup
 	$(WORKER_PY) -m ingest

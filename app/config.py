@@ -58,6 +58,7 @@ class StorageSettings(Section):
 class IngestSettings(Section):
     poll_seconds: float = Field(0.5, gt=0)
     lease_seconds: float = Field(60, gt=0)
+    heartbeat_seconds: float = Field(5, gt=0)
     max_attempts: int = Field(3, gt=0)
     batch_size: int = Field(16, gt=0)
     pdf_parser: Literal["pypdf", "dedoc"] = "pypdf"

@@ -25,6 +25,10 @@ class JobQueue(Protocol):
         """Take the oldest queued job, or one whose worker stopped renewing its lease."""
         ...
 
+    def pending(self) -> int:
+        """Jobs queued or running: the queue depth."""
+        ...
+
     def renew_lease(self, job_id: int, lease_seconds: float) -> None: ...
 
     def finish(self, job: Job, error: str | None = None) -> None:

@@ -14,7 +14,7 @@ import numpy as np
 
 from app.database import Database
 from app.jobs import Clock, Job
-from app.store import Chunk, Document, NewChunk, searchable_text
+from app.store import Chunk, Document, NewChunk, WorkerHeartbeat, searchable_text
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS documents (
@@ -58,12 +58,20 @@ CREATE TABLE IF NOT EXISTS jobs (
     updated_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS jobs_status ON jobs(status, id);
+-- One row per worker process, beating while it runs (GET /ready shows them).
+CREATE TABLE IF NOT EXISTS workers (
+    id TEXT PRIMARY KEY,
+    started_at REAL NOT NULL,
+    heartbeat_at REAL NOT NULL
+);
 -- Facts about the whole store, e.g. which embedder made its vectors.
 CREATE TABLE IF NOT EXISTS meta (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL
 );
 """
+
+FORGET_WORKERS_AFTER_SECONDS = 24 * 3600
 
 # Tags joined with the unit separator, which no tag contains.
 SELECT_DOCUMENTS = (
@@ -161,6 +169,24 @@ class SQLiteStore:
             db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('embedder', ?)", (name,))
             return str(db.execute("SELECT value FROM meta WHERE key = 'embedder'").fetchone()[0])
 
+    def record_heartbeat(self, worker_id: str, started_at: float) -> None:
+        now = self.clock()
+        with self._transaction() as db:
+            db.execute(
+                "INSERT INTO workers (id, started_at, heartbeat_at) VALUES (?, ?, ?)"
+                " ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at",
+                (worker_id, started_at, now),
+            )
+            db.execute("DELETE FROM workers WHERE heartbeat_at < ?", (now - FORGET_WORKERS_AFTER_SECONDS,))
+
+    def workers(self) -> list[WorkerHeartbeat]:
+        rows = self._connection().execute("SELECT * FROM workers ORDER BY heartbeat_at DESC").fetchall()
+        return [WorkerHeartbeat(**row) for row in rows]
+
+    def document_counts(self) -> dict[str, int]:
+        rows = self._connection().execute("SELECT status, count(*) FROM documents GROUP BY status")
+        return {row[0]: row[1] for row in rows}
+
     def chunk_ids(self) -> set[int]:
         return {row[0] for row in self._connection().execute("SELECT id FROM chunks")}
 
@@ -233,6 +259,10 @@ class SQLiteJobQueue:
                     (now, row["document_id"]),
                 )
         return Job(id=row["id"], kind=row["kind"], document_id=row["document_id"], attempts=row["attempts"] + 1)
+
+    def pending(self) -> int:
+        row = self.database.connection().execute("SELECT count(*) FROM jobs WHERE status IN ('queued', 'running')")
+        return int(row.fetchone()[0])
 
     def renew_lease(self, job_id: int, lease_seconds: float) -> None:
         with self.database.transaction() as db:

@@ -56,6 +56,13 @@ class NewChunk:
     embedding: np.ndarray
 
 
+@dataclass(frozen=True)
+class WorkerHeartbeat:
+    id: str  # host:pid
+    started_at: float
+    heartbeat_at: float
+
+
 class Store(Protocol):
     @property
     def path(self) -> Path:
@@ -87,6 +94,18 @@ class Store(Protocol):
 
     def claim_embedder(self, name: str) -> str:
         """Record `name` as the embedder of the stored vectors unless one is recorded; return the recorded one."""
+        ...
+
+    def record_heartbeat(self, worker_id: str, started_at: float) -> None:
+        """A worker is alive now (workers silent for a day are forgotten)."""
+        ...
+
+    def workers(self) -> list[WorkerHeartbeat]:
+        """Workers by their last heartbeat, the latest first."""
+        ...
+
+    def document_counts(self) -> dict[str, int]:
+        """How many documents have each status."""
         ...
 
     def chunk_ids(self) -> set[int]: ...

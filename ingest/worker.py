@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -20,6 +22,8 @@ from ingest.isolation import parse_isolated
 
 log = logging.getLogger(__name__)
 
+WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
+
 
 class Worker:
     def __init__(self, settings: Settings, store: Store, embedder: Embedder) -> None:
@@ -29,14 +33,26 @@ class Worker:
         self.index = open_index_writer(settings, embedder.dim)
 
     def run(self, stop: threading.Event) -> None:
-        log.info("worker started; data in %s", self.settings.storage.data_dir)
+        log.info("worker %s started; data in %s", WORKER_ID, self.settings.storage.data_dir)
         check_embedder(self.store, self.embedder)
+        beating = threading.Thread(target=self._beat, args=(stop,), name="worker-heartbeat", daemon=True)
+        beating.start()
         # First repair what a crash may have left: chunks stored but not indexed, or an index lost.
         self.index.sync(self.store)
         while not stop.is_set():
             if not self.run_once():
                 stop.wait(self.settings.ingest.poll_seconds)
         log.info("worker stopped")
+
+    def _beat(self, stop: threading.Event) -> None:
+        started_at = time.time()
+        while True:
+            try:
+                self.store.record_heartbeat(WORKER_ID, started_at)
+            except Exception:  # a busy database: the next beat tries again
+                log.warning("could not record the heartbeat", exc_info=True)
+            if stop.wait(self.settings.ingest.heartbeat_seconds):
+                return
 
     def run_once(self) -> bool:
         """Process a batch of queued jobs with one index write; False when the queue is empty."""

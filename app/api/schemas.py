@@ -136,9 +136,20 @@ class Health(BaseModel):
     status: Literal["ok"]
 
 
+class WorkerOut(BaseModel):
+    id: str = Field(description="host:pid of the worker process")
+    started_at: float
+    seconds_since_heartbeat: float
+
+
 class Readiness(BaseModel):
-    ready: bool
+    ready: bool = Field(description="questions can be answered (workers do not count: they ingest)")
     index_generation: int | None
     indexed_chunks: int
     generator: str | None
     error: str | None = None
+    queued_jobs: int = Field(0, description="ingest and prune jobs queued or running")
+    workers: list[WorkerOut] = Field([], description="workers that sent a heartbeat lately")
+    seconds_since_worker_heartbeat: float | None = Field(
+        None, description="since the last heartbeat of any worker; None if none ever ran on this data"
+    )

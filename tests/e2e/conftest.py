@@ -71,6 +71,15 @@ class RunningService:
             )
         wait_until(self._ready, 300, "GET /ready")
 
+    def start_supervised(self) -> subprocess.Popen:
+        """`make run`'s way: one supervisor process that runs both (its log is supervisor.log)."""
+        log = (self.data_dir / "supervisor.log").open("ab")
+        command = [sys.executable, "-m", "app", "run", "--worker-python", WORKER_PYTHON]
+        supervisor = subprocess.Popen(command, cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        self.processes["supervisor"] = supervisor
+        wait_until(self._ready, 300, "GET /ready")
+        return supervisor
+
     def kill(self, name: str) -> None:
         """SIGKILL: no clean-up, as in a crash or an OOM kill."""
         self.processes[name].kill()

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import time
+
 import anyio
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from app.api.deps import ServiceDep
-from app.api.schemas import Health, Readiness
+from app.api.schemas import Health, Readiness, WorkerOut
+from app.service import Service
+from app.store import WorkerHeartbeat
 
 router = APIRouter(tags=["health"])
 
@@ -15,6 +19,7 @@ router = APIRouter(tags=["health"])
 # Both probes run on the event loop, never in the thread pool that blocked /ask calls may fill, and /ready
 # loads a new index generation in a thread of its own: liveness never waits behind questions.
 READINESS_THREADS = anyio.CapacityLimiter(1)
+ALIVE_HEARTBEATS = 3  # a worker silent for longer than this many heartbeat intervals is not listed
 
 
 @router.get("/health", response_model=Health, summary="The process is alive")
@@ -34,13 +39,26 @@ async def ready(service: ServiceDep) -> Readiness | JSONResponse:
     error = service.load_error
     if answerer is not None:  # a generator server may be down although everything loaded
         error = await anyio.to_thread.run_sync(answerer.generator.unavailable, limiter=READINESS_THREADS)
+    queued_jobs, workers = await anyio.to_thread.run_sync(_queue_and_workers, service, limiter=READINESS_THREADS)
+    now = time.time()
     readiness = Readiness(
         ready=answerer is not None and error is None,
         index_generation=snapshot.generation if snapshot else None,
         indexed_chunks=snapshot.size if snapshot else 0,
         generator=answerer.generator.model_name if answerer else None,
         error=error,
+        queued_jobs=queued_jobs,
+        workers=[
+            WorkerOut(id=w.id, started_at=w.started_at, seconds_since_heartbeat=round(now - w.heartbeat_at, 1))
+            for w in workers
+            if now - w.heartbeat_at <= ALIVE_HEARTBEATS * service.settings.ingest.heartbeat_seconds
+        ],
+        seconds_since_worker_heartbeat=round(now - workers[0].heartbeat_at, 1) if workers else None,
     )
     if not readiness.ready:
         return JSONResponse(status_code=503, content=readiness.model_dump())
     return readiness
+
+
+def _queue_and_workers(service: Service) -> tuple[int, list[WorkerHeartbeat]]:
+    return service.store.jobs.pending(), service.store.workers()

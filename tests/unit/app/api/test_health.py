@@ -14,6 +14,7 @@ from app.errors import GeneratorBusy
 from app.generation.fake import FakeGenerator
 from app.main import create_app
 from app.store import open_store
+from tests.unit.app.api.conftest import service_of
 
 
 def test_health_ready_and_the_index_it_serves(client: TestClient, policies: dict) -> None:
@@ -104,3 +105,20 @@ def test_a_data_dir_embedded_by_another_model_is_refused_with_what_to_do(tmp_pat
         assert "were made by sentence-transformers:packaged:all-MiniLM-L6-v2" in ready.json()["error"]
         assert "the configured embedder is fake:256" in ready.json()["error"]
         assert client.post("/ask", json={"question": "Anything?"}).status_code == 503
+
+
+def test_ready_lists_live_workers_and_the_queue_depth(client: TestClient, settings: Settings) -> None:
+    store = service_of(client).store
+    ready = client.get("/ready").json()
+    assert ready["workers"] == [] and ready["seconds_since_worker_heartbeat"] is None
+    upload = client.post("/documents", files={"files": ("a.md", b"# A\n\nSome text about apples.\n")})
+    assert upload.status_code == 202
+    assert client.get("/ready").json()["queued_jobs"] == 1
+    silent_for = 4 * settings.ingest.heartbeat_seconds
+    store.record_heartbeat("host:1", started_at=time.time() - 100)
+    ready = client.get("/ready").json()
+    assert [w["id"] for w in ready["workers"]] == ["host:1"] and ready["seconds_since_worker_heartbeat"] < 1
+    open_store(settings.storage, clock=lambda: time.time() - silent_for).record_heartbeat("host:1", time.time() - 100)
+    ready = client.get("/ready").json()
+    assert ready["workers"] == []  # silent for longer than three heartbeats: not counted as alive
+    assert ready["seconds_since_worker_heartbeat"] >= silent_for - 1
