@@ -38,14 +38,24 @@ class Answer:
     generated: str | None = None  # what the generator wrote, when `text` replaced it
 
 
+AnswerObserver = Callable[[Answer, int], None]  # sees each finished answer and how many pieces were generated
+
+
 class AnswerStream:
     """One answer in the making: the blocks the generator reads, its text in pieces as they are generated
     (iterate), then the finished, verified Answer (`finish`, which first reads whatever was not read)."""
 
-    def __init__(self, context: list[RetrievedChunk], tokens: Iterator[str], finish: Callable[[str], Answer]) -> None:
+    def __init__(
+        self,
+        context: list[RetrievedChunk],
+        tokens: Iterator[str],
+        finish: Callable[[str], Answer],
+        observe: AnswerObserver | None = None,
+    ) -> None:
         self.context = context
         self._tokens = tokens
         self._finish = finish
+        self._observe = observe
         self._pieces: list[str] = []
 
     def __iter__(self) -> Iterator[str]:
@@ -56,7 +66,10 @@ class AnswerStream:
     def finish(self) -> Answer:
         for _ in self:
             pass
-        return self._finish("".join(self._pieces))
+        answer = self._finish("".join(self._pieces))
+        if self._observe is not None:
+            self._observe(answer, len(self._pieces))
+        return answer
 
     def close(self) -> None:
         """End the generation early (the reader went away)."""
@@ -113,6 +126,7 @@ class Answerer:
     template: PromptTemplate
     settings: RetrievalSettings
     answer_settings: AnswerSettings = field(default_factory=AnswerSettings)
+    observe: AnswerObserver | None = None  # the API's metrics
 
     def answer(self, question: str, top_k: int, filters: Filters | None = None, adapter: str | None = None) -> Answer:
         return self.stream(question, top_k, filters, adapter=adapter).finish()
@@ -141,7 +155,7 @@ class Answerer:
         context = select_context(retrieval.chunks, question, self.settings)
         if not context:
             # Nothing relevant: say so without spending a generation on it.
-            return AnswerStream([], iter([NO_ANSWER]), lambda _: Answer(NO_ANSWER, [], timings))
+            return AnswerStream([], iter([NO_ANSWER]), lambda _: Answer(NO_ANSWER, [], timings), self.observe)
         started = time.perf_counter()
         tokens = self.generator.stream(build_prompt(self.template, question, context), stop, adapter)
 
@@ -156,7 +170,7 @@ class Answerer:
             timings["verify"] = round((time.perf_counter() - checking) * 1000, 2)
             return answer
 
-        return AnswerStream(context, tokens, finish)
+        return AnswerStream(context, tokens, finish, self.observe)
 
     def _declined(self, question: str, text: str, context: list[RetrievedChunk], timings: dict[str, float]) -> Answer:
         """The generator's refusal, unless retrieval is sure enough (answer.quote_over_refusal) that a block

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from app.answering import Answerer
+from app.answering import Answerer, AnswerObserver
 from app.config import Settings
 from app.embedding import Embedder, build_embedder
 from app.errors import ModelUnavailable
@@ -61,7 +61,9 @@ def build_retriever(
     return Retriever(embedder, index, store, settings.retrieval, reranker)
 
 
-def build_answerer(settings: Settings, retriever: Retriever, generator: Generator) -> Answerer:
+def build_answerer(
+    settings: Settings, retriever: Retriever, generator: Generator, observe: AnswerObserver | None = None
+) -> Answerer:
     """Retrieval wired to generation: the API and the eval answer through the same path."""
     return Answerer(
         retriever=retriever,
@@ -69,4 +71,5 @@ def build_answerer(settings: Settings, retriever: Retriever, generator: Generato
         template=load_template(settings.generator.prompt_template),
         settings=settings.retrieval,
         answer_settings=settings.answer,
+        observe=observe,
     )

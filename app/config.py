@@ -59,6 +59,8 @@ class IngestSettings(Section):
     poll_seconds: float = Field(0.5, gt=0)
     lease_seconds: float = Field(60, gt=0)
     heartbeat_seconds: float = Field(5, gt=0)
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = Field(9101, ge=0, le=65535)  # the worker's Prometheus endpoint; 0: none
     max_attempts: int = Field(3, gt=0)
     batch_size: int = Field(16, gt=0)
     pdf_parser: Literal["pypdf", "dedoc"] = "pypdf"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -75,5 +76,19 @@ def create_app(settings: Settings, models: Models | None = None) -> FastAPI:
             return response
         finally:
             request_id.reset(token)
+
+    @app.middleware("http")
+    async def measured(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        started = time.perf_counter()
+        status = 500
+        try:
+            response = await call_next(request)
+            status = response.status_code
+            return response
+        finally:
+            # The route's template (/documents/{doc_id}), never the path itself: one series per route.
+            route = getattr(request.scope.get("route"), "path", "unmatched")
+            metrics = request.app.state.service.metrics
+            metrics.observe_request(request.method, route, status, time.perf_counter() - started)
 
     return app

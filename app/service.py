@@ -10,6 +10,7 @@ from app.components import Models, build_answerer, build_retriever, check_embedd
 from app.config import Settings
 from app.errors import ModelUnavailable
 from app.index import open_index
+from app.metrics import ApiMetrics
 from app.store import open_store
 
 log = logging.getLogger(__name__)
@@ -21,6 +22,7 @@ class Service:
         self.settings = settings
         self.store = open_store(settings.storage)
         self.index = open_index(settings)
+        self.metrics = ApiMetrics(self.store, self.index)
         self.answerer: Answerer | None = self._answerer(models) if models is not None else None
         self.load_error: str | None = None
         self._loader: threading.Thread | None = None
@@ -43,7 +45,7 @@ class Service:
     def _answerer(self, models: Models) -> Answerer:
         check_embedder(self.store, models.embedder)
         retriever = build_retriever(self.settings, self.store, models.embedder, self.index, models.reranker)
-        return build_answerer(self.settings, retriever, models.generator)
+        return build_answerer(self.settings, retriever, models.generator, self.metrics.observe_answer)
 
     def require_answerer(self) -> Answerer:
         if self.answerer is not None:

@@ -19,6 +19,7 @@ from app.jobs import Job
 from app.store import NewChunk, Store
 from ingest.chunking import TextChunk, chunk_markdown
 from ingest.isolation import parse_isolated
+from ingest.metrics import WorkerMetrics
 
 log = logging.getLogger(__name__)
 
@@ -26,10 +27,13 @@ WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
 
 
 class Worker:
-    def __init__(self, settings: Settings, store: Store, embedder: Embedder) -> None:
+    def __init__(
+        self, settings: Settings, store: Store, embedder: Embedder, metrics: WorkerMetrics | None = None
+    ) -> None:
         self.settings = settings
         self.store = store
         self.embedder = embedder
+        self.metrics = metrics or WorkerMetrics()
         self.index = open_index_writer(settings, embedder.dim)
 
     def run(self, stop: threading.Event) -> None:
@@ -69,10 +73,14 @@ class Worker:
                 else:
                     errors[job.id] = result
             errors.update(self._embed_and_store(parsed))
-            self.index.sync(self.store)
+            with self.metrics.stage_seconds.labels("index").time():
+                self.index.sync(self.store)
             # Only now that the index holds their vectors do the documents count as indexed.
             for job in jobs:
                 self.store.jobs.finish(job, error=errors[job.id])
+                if job.kind == "ingest":
+                    self.metrics.documents.labels("failed" if errors[job.id] else "indexed").inc()
+        self.metrics.batches.inc()
         return True
 
     def _claim_batch(self) -> list[Job]:
@@ -108,7 +116,9 @@ class Worker:
         except Exception as exc:  # a parser bug must fail this document, never the worker
             log.exception("document %s: unexpected error", doc.id)
             return f"{doc.filename}: could not be processed ({type(exc).__name__}: {exc})"
-        log.info("document %s: %d chunks in %.2fs", doc.id, len(pieces), time.perf_counter() - started)
+        seconds = time.perf_counter() - started
+        self.metrics.stage_seconds.labels("parse").observe(seconds)
+        log.info("document %s: %d chunks in %.2fs", doc.id, len(pieces), seconds)
         return doc.id, pieces
 
     def _embed_and_store(self, parsed: dict[int, tuple[str, list[TextChunk]]]) -> dict[int, str | None]:
@@ -116,13 +126,15 @@ class Worker:
         1.17x faster than one call per document on the Python docs) and store them; the errors by job id."""
         texts = [piece.text_to_embed for _, pieces in parsed.values() for piece in pieces]
         try:
-            vectors = iter(self.embedder.embed(texts)) if texts else iter(())
+            with self.metrics.stage_seconds.labels("embed").time():
+                vectors = iter(self.embedder.embed(texts)) if texts else iter(())
         except Exception as exc:  # the model failed: these documents fail, the worker goes on
             log.exception("embedding %d chunks failed", len(texts))
             return dict.fromkeys(parsed, f"could not be embedded ({type(exc).__name__}: {exc})")
         for doc_id, pieces in parsed.values():
             chunks = [NewChunk(p.position, p.section, p.text, next(vectors)) for p in pieces]
             self.store.replace_chunks(doc_id, chunks)
+        self.metrics.chunks.inc(len(texts))
         return dict.fromkeys(parsed)
 
     @contextmanager

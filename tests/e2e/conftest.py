@@ -43,6 +43,7 @@ class RunningService:
         self.data_dir = data_dir
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.worker_metrics_url = f"http://127.0.0.1:{free_port()}/metrics"
         self.env = {
             **os.environ,
             "RAG_STORAGE__DATA_DIR": str(data_dir),
@@ -50,6 +51,7 @@ class RunningService:
             "RAG_SERVER__MAX_FILE_BYTES": str(MAX_FILE_BYTES),
             "RAG_SERVER__MAX_REQUEST_BYTES": str(MAX_REQUEST_BYTES),
             "RAG_INGEST__POLL_SECONDS": "0.2",
+            "RAG_INGEST__METRICS_PORT": self.worker_metrics_url.split(":")[2].split("/")[0],
             "RAG_INGEST__LEASE_SECONDS": "3",  # a killed worker's job is taken again within seconds
             "HF_HUB_OFFLINE": "1",  # proves nothing needs a model hub
             # These tests check the service's plumbing against answers of the base generator on tiny documents,

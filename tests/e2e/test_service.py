@@ -89,6 +89,14 @@ def test_listing_shows_every_document(client: httpx.Client, documents: dict[str,
     assert pdf["indexed_at"] >= pdf["created_at"]
 
 
+def test_both_processes_export_prometheus_metrics(service: RunningService, documents: dict[str, str]) -> None:
+    worker = httpx.get(service.worker_metrics_url, timeout=10).text
+    assert 'docqa_worker_documents_total{outcome="indexed"} ' in worker
+    assert 'docqa_worker_stage_duration_seconds_count{stage="parse"} ' in worker
+    api = httpx.get(f"{service.url}/metrics", timeout=10).text
+    assert 'docqa_documents{status="indexed"} ' in api and "docqa_worker_heartbeat_age_seconds " in api
+
+
 def test_same_bytes_again_are_the_same_document(client: httpx.Client, documents: dict[str, str]) -> None:
     response = client.post("/documents", files={"files": ("copy.md", SECURITY_POLICY_MD)})
     assert response.status_code == 202

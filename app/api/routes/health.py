@@ -1,4 +1,4 @@
-"""Liveness and readiness."""
+"""Liveness, readiness and metrics: what operators and orchestrators poll."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import time
 
 import anyio
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from app.api.deps import ServiceDep
 from app.api.schemas import Health, Readiness, WorkerOut
@@ -16,7 +17,7 @@ from app.store import WorkerHeartbeat
 router = APIRouter(tags=["health"])
 
 
-# Both probes run on the event loop, never in the thread pool that blocked /ask calls may fill, and /ready
+# The probes run on the event loop, never in the thread pool that blocked /ask calls may fill, and /ready
 # loads a new index generation in a thread of its own: liveness never waits behind questions.
 READINESS_THREADS = anyio.CapacityLimiter(1)
 ALIVE_HEARTBEATS = 3  # a worker silent for longer than this many heartbeat intervals is not listed
@@ -58,6 +59,17 @@ async def ready(service: ServiceDep) -> Readiness | JSONResponse:
     if not readiness.ready:
         return JSONResponse(status_code=503, content=readiness.model_dump())
     return readiness
+
+
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}},
+    summary="Prometheus metrics: requests, answer stages, tokens, queue depth, documents, index, workers",
+)
+async def metrics(service: ServiceDep) -> Response:
+    body = await anyio.to_thread.run_sync(service.metrics.render, limiter=READINESS_THREADS)
+    return Response(body, media_type=CONTENT_TYPE_LATEST)
 
 
 def _queue_and_workers(service: Service) -> tuple[int, list[WorkerHeartbeat]]:

@@ -122,3 +122,37 @@ def test_ready_lists_live_workers_and_the_queue_depth(client: TestClient, settin
     ready = client.get("/ready").json()
     assert ready["workers"] == []  # silent for longer than three heartbeats: not counted as alive
     assert ready["seconds_since_worker_heartbeat"] >= silent_for - 1
+
+
+def _samples(client: TestClient) -> dict[str, float]:
+    """GET /metrics as {'name{labels}': value}."""
+    response = client.get("/metrics")
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/plain")
+    samples = {}
+    for line in response.text.splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            samples[name] = float(value)
+    return samples
+
+
+def test_metrics_count_requests_answers_stages_tokens_and_the_store(client: TestClient, policies: dict) -> None:
+    client.post("/ask", json={"question": "How long must passwords be?"})
+    client.post("/ask", json={"question": "Which stock exchange lists the company's shares?"})
+    client.get(f"/documents/{policies['security.md']}")
+    client.get("/documents/nope")
+    client.post("/documents", files={"files": ("later.md", b"# Later\n\nQueued, not indexed yet.\n")})
+    samples = _samples(client)
+    assert samples['docqa_http_requests_total{method="POST",route="/ask",status="200"}'] == 2
+    # one series per route, not per document id
+    assert samples['docqa_http_requests_total{method="GET",route="/documents/{document_id}",status="200"}'] == 1
+    assert samples['docqa_http_requests_total{method="GET",route="/documents/{document_id}",status="404"}'] == 1
+    assert samples['docqa_answers_total{outcome="answered"}'] == 1
+    assert samples['docqa_answers_total{outcome="declined"}'] == 1
+    assert samples['docqa_answer_stage_duration_seconds_count{stage="generate"}'] == 1
+    assert samples['docqa_answer_stage_duration_seconds_count{stage="embed"}'] == 2
+    assert samples["docqa_generated_tokens_total"] > 3 and samples["docqa_generation_seconds_total"] > 0
+    assert samples['docqa_documents{status="indexed"}'] == len(policies)
+    assert samples['docqa_documents{status="queued"}'] == 1 and samples["docqa_queue_jobs"] == 1
+    assert samples["docqa_index_chunks"] == client.get("/ready").json()["indexed_chunks"] > 0
+    assert samples["docqa_index_generation"] == 1
