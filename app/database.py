@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
 
 class Database:
-    def __init__(self, path: Path, schema: str) -> None:
-        """Nothing is opened here: the first connection creates the file and the schema."""
+    def __init__(self, path: Path, schema: str, migrations: Sequence[str] = ()) -> None:
+        """Nothing is opened here: the first connection creates the file and the schema (`schema`, the
+        current layout), or brings an older file to it by the `migrations` it has not had yet."""
         self.path = path
         self.schema = schema
+        self.migrations = migrations
         self._local = threading.local()
         self._opened: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
@@ -32,11 +34,29 @@ class Database:
         db.execute("PRAGMA foreign_keys=ON")
         with self._lock:
             if not self._schema_applied:
-                db.executescript(self.schema)
+                self._apply_schema(db)
                 self._schema_applied = True
             self._opened.append(db)
         self._local.db = db
         return db
+
+    def _apply_schema(self, db: sqlite3.Connection) -> None:
+        # In one transaction, so a crash leaves the file as it was; the first of two processes does the work.
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            applied = db.execute("PRAGMA user_version").fetchone()[0]
+            created = db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] == 0
+            if not created:
+                for migration in self.migrations[applied:]:
+                    for statement in _statements(migration):
+                        db.execute(statement)
+            for statement in _statements(self.schema):
+                db.execute(statement)
+            db.execute(f"PRAGMA user_version = {len(self.migrations)}")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -56,3 +76,14 @@ class Database:
         for db in opened:
             db.close()
         self._local = threading.local()
+
+
+def _statements(script: str) -> list[str]:
+    """A script's statements, for running them inside a transaction (executescript would commit first)."""
+    statements, pending = [], ""
+    for line in script.splitlines(keepends=True):
+        pending += line
+        if sqlite3.complete_statement(pending):
+            statements.append(pending.strip())
+            pending = ""
+    return statements

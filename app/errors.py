@@ -16,6 +16,12 @@ class DocumentNotFound(RagError):
     status_code = 404
 
 
+class Conflict(RagError):
+    """The request contradicts what is stored (e.g. a new version whose bytes are another document)."""
+
+    status_code = 409
+
+
 class AdapterNotFound(RagError):
     """A request named an adapter the generator does not hold (GET /adapters lists them)."""
 

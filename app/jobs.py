@@ -18,6 +18,7 @@ class Job:
     kind: str  # "ingest" (document_id set) or "prune" (drop vectors of deleted chunks)
     document_id: str | None
     attempts: int
+    version: int | None = None  # the document version an ingest job processes
 
 
 class JobQueue(Protocol):
@@ -32,5 +33,6 @@ class JobQueue(Protocol):
     def renew_lease(self, job_id: int, lease_seconds: float) -> None: ...
 
     def finish(self, job: Job, error: str | None = None) -> None:
-        """Mark a job done (and its document indexed), or failed with a readable reason."""
+        """Mark a job done (and its document version indexed, replacing the one indexed before), or failed with
+        a readable reason (an indexed earlier version goes on answering)."""
         ...

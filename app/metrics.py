@@ -38,8 +38,9 @@ class ApiMetrics:
             "verify", ["stage"], buckets=LATENCY_BUCKETS, registry=self.registry,
         )  # fmt: skip
         self.answers = Counter(
-            "docqa_answers", "Answers by outcome: answered (verified), declined, unverified (not backed by its blocks: replaced "
-            "by a quote or the refusal, or kept with answer.verify off)", ["outcome"], registry=self.registry,
+            "docqa_answers", "Answers by outcome: answered (verified), declined, unverified (not backed by its "
+            "blocks: replaced by a quote or the refusal, or kept with answer.verify off)", ["outcome"],
+            registry=self.registry,
         )  # fmt: skip
         self.generated_tokens = Counter(
             "docqa_generated_tokens", "Generated stream pieces: tokens (llama-cpp, openai), words (transformers)",

@@ -13,8 +13,34 @@ from pathlib import Path
 import numpy as np
 
 from app.database import Database
+from app.errors import Conflict, DocumentNotFound
 from app.jobs import Clock, Job
-from app.store import Chunk, Document, NewChunk, WorkerHeartbeat, searchable_text
+from app.store import (
+    Chunk,
+    Document,
+    DocumentVersion,
+    NewChunk,
+    UploadOutcome,
+    WorkerHeartbeat,
+    searchable_text,
+)
+
+VERSIONS_TABLE = """
+-- Every upload of a document, its latest version included: the history GET /documents/{id} shows.
+CREATE TABLE IF NOT EXISTS document_versions (
+    document_id TEXT NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
+    version INTEGER NOT NULL,
+    filename TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    size_bytes INTEGER NOT NULL,
+    status TEXT NOT NULL,  -- queued, processing, indexed, failed; replaced (by a newer indexed version),
+    error TEXT,            -- superseded (a newer version was uploaded before this one was processed)
+    created_at REAL NOT NULL,
+    indexed_at REAL,
+    PRIMARY KEY (document_id, version)
+);
+"""
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS documents (
@@ -28,7 +54,9 @@ CREATE TABLE IF NOT EXISTS documents (
     chunk_count INTEGER NOT NULL DEFAULT 0,
     created_at REAL NOT NULL,
     updated_at REAL NOT NULL,
-    indexed_at REAL
+    indexed_at REAL,
+    version INTEGER NOT NULL DEFAULT 1,  -- the latest upload; filename ... indexed_at describe it
+    indexed_version INTEGER  -- the version whose chunks answer questions; NULL until one is indexed
 );
 -- AUTOINCREMENT: a chunk id is also a FAISS id, so ids must never be reused.
 CREATE TABLE IF NOT EXISTS chunks (
@@ -37,9 +65,10 @@ CREATE TABLE IF NOT EXISTS chunks (
     position INTEGER NOT NULL,
     section TEXT NOT NULL,
     text TEXT NOT NULL,
-    embedding BLOB NOT NULL
+    embedding BLOB NOT NULL,
+    version INTEGER NOT NULL DEFAULT 1
 );
-CREATE INDEX IF NOT EXISTS chunks_document ON chunks(document_id);
+CREATE INDEX IF NOT EXISTS chunks_document_version ON chunks(document_id, version);
 CREATE TABLE IF NOT EXISTS document_tags (
     document_id TEXT NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
     tag TEXT NOT NULL,
@@ -50,6 +79,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     kind TEXT NOT NULL,
     document_id TEXT REFERENCES documents(id) ON DELETE CASCADE,
+    version INTEGER,  -- of the document, for ingest jobs
     status TEXT NOT NULL DEFAULT 'queued',
     attempts INTEGER NOT NULL DEFAULT 0,
     lease_until REAL,
@@ -58,6 +88,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     updated_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS jobs_status ON jobs(status, id);
+VERSIONS_TABLE
 -- One row per worker process, beating while it runs (GET /ready shows them).
 CREATE TABLE IF NOT EXISTS workers (
     id TEXT PRIMARY KEY,
@@ -69,9 +100,31 @@ CREATE TABLE IF NOT EXISTS meta (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL
 );
-"""
+""".replace("VERSIONS_TABLE", VERSIONS_TABLE)
+
+# Each brings a database of the previous layout to the next (PRAGMA user_version counts those applied).
+MIGRATIONS = [
+    # 1: document versions
+    """
+    ALTER TABLE documents ADD COLUMN version INTEGER NOT NULL DEFAULT 1;
+    ALTER TABLE documents ADD COLUMN indexed_version INTEGER;
+    UPDATE documents SET indexed_version = 1 WHERE status = 'indexed';
+    ALTER TABLE chunks ADD COLUMN version INTEGER NOT NULL DEFAULT 1;
+    ALTER TABLE jobs ADD COLUMN version INTEGER;
+    UPDATE jobs SET version = 1 WHERE document_id IS NOT NULL;
+    DROP INDEX IF EXISTS chunks_document;
+    """
+    + VERSIONS_TABLE
+    + """
+    INSERT INTO document_versions
+        SELECT id, 1, filename, kind, sha256, size_bytes, status, error, created_at, indexed_at FROM documents;
+    """,
+]
 
 FORGET_WORKERS_AFTER_SECONDS = 24 * 3600
+
+# The chunks an index holds: each document's newest stored version (the indexed one, or the one about to be).
+NEWEST_VERSION = "NOT EXISTS (SELECT 1 FROM chunks n WHERE n.document_id = c.document_id AND n.version > c.version)"
 
 # Tags joined with the unit separator, which no tag contains.
 SELECT_DOCUMENTS = (
@@ -85,7 +138,7 @@ class SQLiteStore:
 
     def __init__(self, path: Path, clock: Clock = time.time) -> None:
         self.path = path
-        self.database = Database(path, SCHEMA)
+        self.database = Database(path, SCHEMA, MIGRATIONS)
         self.jobs = SQLiteJobQueue(self.database, clock)
         self.clock = clock
 
@@ -102,24 +155,56 @@ class SQLiteStore:
 
     def add_document(
         self, filename: str, kind: str, sha256: str, size_bytes: int, tags: Sequence[str] = ()
-    ) -> tuple[Document, bool]:
+    ) -> tuple[Document, UploadOutcome]:
         now = self.clock()
         with self._transaction() as db:
-            row = db.execute("SELECT id FROM documents WHERE sha256 = ?", (sha256,)).fetchone()
-            created = row is None
-            doc_id = uuid.uuid4().hex if created else row["id"]
-            if created:
+            same_bytes = db.execute("SELECT id FROM documents WHERE sha256 = ?", (sha256,)).fetchone()
+            same_name = db.execute(
+                "SELECT id, version FROM documents WHERE filename = ? ORDER BY created_at DESC LIMIT 1", (filename,)
+            ).fetchone()
+            outcome: UploadOutcome
+            if same_bytes is not None:
+                doc_id, outcome = same_bytes["id"], "duplicate"
+            elif same_name is not None:
+                doc_id, outcome = same_name["id"], "new_version"
+                _new_version(db, doc_id, same_name["version"] + 1, filename, kind, sha256, size_bytes, now)
+            else:
+                doc_id, outcome = uuid.uuid4().hex, "created"
                 db.execute(
                     "INSERT INTO documents (id, filename, kind, sha256, size_bytes, status, created_at, updated_at)"
                     " VALUES (?, ?, ?, ?, ?, 'queued', ?, ?)",
                     (doc_id, filename, kind, sha256, size_bytes, now, now),
                 )
-                _enqueue(db, "ingest", doc_id, now)
+                _new_version(db, doc_id, 1, filename, kind, sha256, size_bytes, now)
             db.executemany(
                 "INSERT OR IGNORE INTO document_tags (document_id, tag) VALUES (?, ?)", [(doc_id, t) for t in tags]
             )
             row = db.execute(f"{SELECT_DOCUMENTS} WHERE d.id = ?", (doc_id,)).fetchone()
-        return _document(row), created
+        return _document(row), outcome
+
+    def add_version(
+        self, doc_id: str, filename: str, kind: str, sha256: str, size_bytes: int
+    ) -> tuple[Document, UploadOutcome]:
+        now = self.clock()
+        with self._transaction() as db:
+            current = db.execute("SELECT version, sha256 FROM documents WHERE id = ?", (doc_id,)).fetchone()
+            if current is None:
+                raise DocumentNotFound(f"no document with id {doc_id}")
+            outcome: UploadOutcome = "duplicate"
+            if current["sha256"] != sha256:
+                other = db.execute("SELECT id FROM documents WHERE sha256 = ?", (sha256,)).fetchone()
+                if other is not None:
+                    raise Conflict(f"these bytes are already document {other['id']}; delete it first")
+                _new_version(db, doc_id, current["version"] + 1, filename, kind, sha256, size_bytes, now)
+                outcome = "new_version"
+            row = db.execute(f"{SELECT_DOCUMENTS} WHERE d.id = ?", (doc_id,)).fetchone()
+        return _document(row), outcome
+
+    def document_versions(self, doc_id: str) -> list[DocumentVersion]:
+        rows = self._connection().execute(
+            "SELECT * FROM document_versions WHERE document_id = ? ORDER BY version", (doc_id,)
+        )
+        return [DocumentVersion(**row) for row in rows]
 
     def get_document(self, doc_id: str) -> Document | None:
         row = self._connection().execute(f"{SELECT_DOCUMENTS} WHERE d.id = ?", (doc_id,)).fetchone()
@@ -139,17 +224,27 @@ class SQLiteStore:
 
     # Chunks
 
-    def replace_chunks(self, doc_id: str, chunks: list[NewChunk]) -> bool:
-        """Swap a document's chunks in one transaction; False when the document was deleted meanwhile."""
+    def replace_chunks(self, doc_id: str, chunks: list[NewChunk], version: int | None = None) -> bool:
         with self._transaction() as db:
-            if db.execute("SELECT 1 FROM documents WHERE id = ?", (doc_id,)).fetchone() is None:
+            doc = db.execute("SELECT version, indexed_version FROM documents WHERE id = ?", (doc_id,)).fetchone()
+            if doc is None:
                 return False
-            db.execute("DELETE FROM chunks WHERE document_id = ?", (doc_id,))
+            version = doc["version"] if version is None else version
+            indexed = doc["indexed_version"]
+            if indexed is not None and version < indexed:  # a newer version is indexed already
+                return False
+            # The indexed version's chunks stay until this version is indexed: the index swaps them in one go.
+            db.execute(
+                "DELETE FROM chunks WHERE document_id = ? AND (version = ? OR (version IS NOT ? AND version < ?))",
+                (doc_id, version, indexed, version),
+            )
             db.executemany(
-                "INSERT INTO chunks (document_id, position, section, text, embedding) VALUES (?, ?, ?, ?, ?)",
+                "INSERT INTO chunks (document_id, version, position, section, text, embedding)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
                 [
                     (
                         doc_id,
+                        version,
                         c.position,
                         c.section,
                         c.text,
@@ -159,8 +254,8 @@ class SQLiteStore:
                 ],
             )
             db.execute(
-                "UPDATE documents SET chunk_count = ?, updated_at = ? WHERE id = ?",
-                (len(chunks), self.clock(), doc_id),
+                "UPDATE documents SET chunk_count = ?, updated_at = ? WHERE id = ? AND version = ?",
+                (len(chunks), self.clock(), doc_id, version),
             )
         return True
 
@@ -188,10 +283,11 @@ class SQLiteStore:
         return {row[0]: row[1] for row in rows}
 
     def chunk_ids(self) -> set[int]:
-        return {row[0] for row in self._connection().execute("SELECT id FROM chunks")}
+        return {row[0] for row in self._connection().execute(f"SELECT id FROM chunks c WHERE {NEWEST_VERSION}")}
 
     def chunk_texts(self) -> tuple[np.ndarray, list[str]]:
-        rows = self._connection().execute("SELECT id, section, text FROM chunks ORDER BY id").fetchall()
+        query = f"SELECT id, section, text FROM chunks c WHERE {NEWEST_VERSION} ORDER BY id"
+        rows = self._connection().execute(query).fetchall()
         ids = np.asarray([row[0] for row in rows], dtype=np.int64)
         return ids, [searchable_text(row[1], row[2]) for row in rows]
 
@@ -209,7 +305,7 @@ class SQLiteStore:
         return np.asarray(found_ids, dtype=np.int64), np.vstack(vectors)
 
     def filtered_chunk_ids(self, document_ids: Sequence[str] | None, tags: Sequence[str] | None) -> set[int]:
-        query = "SELECT c.id FROM chunks c JOIN documents d ON d.id = c.document_id WHERE d.status = 'indexed'"
+        query = "SELECT c.id FROM chunks c JOIN documents d ON d.id = c.document_id WHERE d.indexed_version IS NOT NULL"
         params: list[str] = []
         if document_ids is not None:
             query += f" AND d.id IN ({','.join('?' * len(document_ids))})"
@@ -226,7 +322,7 @@ class SQLiteStore:
         rows = self._connection().execute(
             "SELECT c.id, c.document_id, d.filename, c.position, c.section, c.text"
             " FROM chunks c JOIN documents d ON d.id = c.document_id"
-            f" WHERE c.id IN ({marks}) AND d.status = 'indexed'",
+            f" WHERE c.id IN ({marks}) AND d.indexed_version IS NOT NULL",
             ids,
         )
         return {row["id"]: Chunk(**row) for row in rows}
@@ -241,7 +337,7 @@ class SQLiteJobQueue:
         now = self.clock()
         with self.database.transaction() as db:
             row = db.execute(
-                "SELECT id, kind, document_id, attempts FROM jobs"
+                "SELECT id, kind, document_id, version, attempts FROM jobs"
                 " WHERE status = 'queued' OR (status = 'running' AND lease_until < ?)"
                 " ORDER BY id LIMIT 1",
                 (now,),
@@ -253,12 +349,10 @@ class SQLiteJobQueue:
                 " WHERE id = ?",
                 (now + lease_seconds, now, row["id"]),
             )
-            if row["document_id"] is not None:
-                db.execute(
-                    "UPDATE documents SET status = 'processing', updated_at = ? WHERE id = ?",
-                    (now, row["document_id"]),
-                )
-        return Job(id=row["id"], kind=row["kind"], document_id=row["document_id"], attempts=row["attempts"] + 1)
+            job = Job(row["id"], row["kind"], row["document_id"], row["attempts"] + 1, row["version"])
+            if job.document_id is not None:
+                _set_version_status(db, job, "processing", None, now)
+        return job
 
     def pending(self) -> int:
         row = self.database.connection().execute("SELECT count(*) FROM jobs WHERE status IN ('queued', 'running')")
@@ -270,24 +364,87 @@ class SQLiteJobQueue:
 
     def finish(self, job: Job, error: str | None = None) -> None:
         now = self.clock()
-        status = "failed" if error else "done"
         with self.database.transaction() as db:
             db.execute(
                 "UPDATE jobs SET status = ?, error = ?, lease_until = NULL, updated_at = ? WHERE id = ?",
-                (status, error, now, job.id),
+                ("failed" if error else "done", error, now, job.id),
             )
-            if job.document_id is not None:
-                db.execute(
-                    "UPDATE documents SET status = ?, error = ?, updated_at = ?, indexed_at = ? WHERE id = ?",
-                    ("failed" if error else "indexed", error, now, None if error else now, job.document_id),
-                )
+            if job.document_id is None:
+                return
+            doc = db.execute("SELECT indexed_version FROM documents WHERE id = ?", (job.document_id,)).fetchone()
+            if doc is None:  # deleted meanwhile
+                return
+            if error:
+                _set_version_status(db, job, "failed", error, now)
+                if doc["indexed_version"] != job.version:  # its chunks, if stored, must not be served
+                    db.execute(
+                        "DELETE FROM chunks WHERE document_id = ? AND version = ?", (job.document_id, job.version)
+                    )
+                    _enqueue(db, "prune", None, now)
+                return
+            if doc["indexed_version"] is not None and job.version < doc["indexed_version"]:
+                _set_version_status(db, job, "replaced", None, now)  # a newer version was indexed first
+                return
+            _set_version_status(db, job, "indexed", None, now)
+            # The index now holds this version's chunks: the older version's leave the store and the history.
+            db.execute("DELETE FROM chunks WHERE document_id = ? AND version < ?", (job.document_id, job.version))
+            db.execute(
+                "UPDATE document_versions SET status = 'replaced' WHERE document_id = ? AND version < ?"
+                " AND status = 'indexed'",
+                (job.document_id, job.version),
+            )
+            db.execute("UPDATE documents SET indexed_version = ? WHERE id = ?", (job.version, job.document_id))
 
 
-def _enqueue(db: sqlite3.Connection, kind: str, document_id: str | None, now: float) -> None:
+def _enqueue(
+    db: sqlite3.Connection, kind: str, document_id: str | None, now: float, version: int | None = None
+) -> None:
     """Queue a job inside the caller's transaction, so it exists exactly when the change that needs it does."""
     db.execute(
-        "INSERT INTO jobs (kind, document_id, created_at, updated_at) VALUES (?, ?, ?, ?)",
-        (kind, document_id, now, now),
+        "INSERT INTO jobs (kind, document_id, version, created_at, updated_at) VALUES (?, ?, ?, ?, ?)",
+        (kind, document_id, version, now, now),
+    )
+
+
+def _new_version(
+    db: sqlite3.Connection, doc_id: str, version: int, filename: str, kind: str, sha256: str, size: int, now: float
+) -> None:
+    """Make `version` the document's latest and queue it; the indexed version answers until it is indexed."""
+    db.execute(
+        "UPDATE documents SET version = ?, filename = ?, kind = ?, sha256 = ?, size_bytes = ?, status = 'queued',"
+        " error = NULL, updated_at = ? WHERE id = ?",
+        (version, filename, kind, sha256, size, now, doc_id),
+    )
+    db.execute(
+        "INSERT INTO document_versions (document_id, version, filename, kind, sha256, size_bytes, status, created_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, 'queued', ?)",
+        (doc_id, version, filename, kind, sha256, size, now),
+    )
+    # A version still waiting in the queue is not worth parsing any more: its job takes the new one instead.
+    waiting = db.execute(
+        "SELECT id, version FROM jobs WHERE document_id = ? AND kind = 'ingest' AND status = 'queued'", (doc_id,)
+    ).fetchone()
+    if waiting is None:
+        _enqueue(db, "ingest", doc_id, now, version)
+        return
+    db.execute("UPDATE jobs SET version = ?, updated_at = ? WHERE id = ?", (version, now, waiting["id"]))
+    db.execute(
+        "UPDATE document_versions SET status = 'superseded' WHERE document_id = ? AND version = ?",
+        (doc_id, waiting["version"]),
+    )
+
+
+def _set_version_status(db: sqlite3.Connection, job: Job, status: str, error: str | None, now: float) -> None:
+    """The status of the job's version; the document's own status follows its latest version only."""
+    indexed_at = now if status == "indexed" else None
+    db.execute(
+        "UPDATE document_versions SET status = ?, error = ?, indexed_at = ? WHERE document_id = ? AND version = ?",
+        (status, error, indexed_at, job.document_id, job.version),
+    )
+    db.execute(
+        "UPDATE documents SET status = ?, error = ?, updated_at = ?, indexed_at = coalesce(?, indexed_at)"
+        " WHERE id = ? AND version = ?",
+        (status, error, now, indexed_at, job.document_id, job.version),
     )
 
 

@@ -9,7 +9,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Literal, Protocol
 
 import numpy as np
 
@@ -36,6 +36,26 @@ class Document:
     updated_at: float
     indexed_at: float | None
     tags: tuple[str, ...] = ()
+    version: int = 1  # the latest upload, which filename ... indexed_at describe
+    indexed_version: int | None = None  # the version whose chunks answer questions
+
+
+@dataclass(frozen=True)
+class DocumentVersion:
+    document_id: str
+    version: int
+    filename: str
+    kind: str
+    sha256: str
+    size_bytes: int
+    status: str  # queued, processing, indexed, failed, replaced (by a newer indexed version), superseded
+    error: str | None
+    created_at: float
+    indexed_at: float | None
+
+
+# What an upload did: a new document, a new version of the document with its name, or nothing (same bytes).
+UploadOutcome = Literal["created", "new_version", "duplicate"]
 
 
 @dataclass(frozen=True)
@@ -76,8 +96,20 @@ class Store(Protocol):
 
     def add_document(
         self, filename: str, kind: str, sha256: str, size_bytes: int, tags: Sequence[str] = ()
-    ) -> tuple[Document, bool]:
-        """Insert a document and its ingest job; the same bytes again return the existing one (tags added)."""
+    ) -> tuple[Document, UploadOutcome]:
+        """Insert a document and its ingest job, or a new version of the latest document named `filename`;
+        the same bytes again return the existing document (tags added)."""
+        ...
+
+    def add_version(
+        self, doc_id: str, filename: str, kind: str, sha256: str, size_bytes: int
+    ) -> tuple[Document, UploadOutcome]:
+        """A new version of the document (its bytes unchanged: a duplicate). DocumentNotFound, or Conflict
+        when the bytes are another document's."""
+        ...
+
+    def document_versions(self, doc_id: str) -> list[DocumentVersion]:
+        """Every version of the document, the first first."""
         ...
 
     def get_document(self, doc_id: str) -> Document | None: ...
@@ -88,8 +120,10 @@ class Store(Protocol):
         """Delete a document and its chunks, and queue the removal of their vectors from the index."""
         ...
 
-    def replace_chunks(self, doc_id: str, chunks: list[NewChunk]) -> bool:
-        """Swap a document's chunks at once; False when the document was deleted meanwhile."""
+    def replace_chunks(self, doc_id: str, chunks: list[NewChunk], version: int | None = None) -> bool:
+        """Store the chunks of one version of a document (default: its latest); those of its indexed version stay
+        until this one is indexed (`jobs.finish`), and the index takes the newest. False when the document was
+        deleted meanwhile, or a newer version is indexed already."""
         ...
 
     def claim_embedder(self, name: str) -> str:
@@ -108,10 +142,12 @@ class Store(Protocol):
         """How many documents have each status."""
         ...
 
-    def chunk_ids(self) -> set[int]: ...
+    def chunk_ids(self) -> set[int]:
+        """The chunks an index holds: each document's newest stored version."""
+        ...
 
     def chunk_texts(self) -> tuple[np.ndarray, list[str]]:
-        """(ids, searchable texts) of every stored chunk, for the BM25 index."""
+        """(ids, searchable texts) of the chunks an index holds, for the BM25 index."""
         ...
 
     def chunk_vectors(self, ids: list[int]) -> tuple[np.ndarray, np.ndarray]:

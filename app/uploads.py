@@ -12,7 +12,7 @@ from pathlib import Path
 from app.config import Settings
 from app.errors import InvalidRequest
 from app.filetypes import UnpackLimits, detect_kind
-from app.store import Document, Store
+from app.store import Document, Store, UploadOutcome
 
 log = logging.getLogger(__name__)
 
@@ -29,23 +29,26 @@ def parse_tags(raw: str | None) -> list[str]:
 
 
 def accept_upload(
-    store: Store, settings: Settings, filename: str, content: bytes, tags: Sequence[str] = ()
-) -> tuple[Document, bool]:
-    """Return (document, duplicate). Raises EmptyDocument or UnsupportedDocument; stores nothing then."""
+    store: Store,
+    settings: Settings,
+    filename: str,
+    content: bytes,
+    tags: Sequence[str] = (),
+    document_id: str | None = None,
+) -> tuple[Document, UploadOutcome]:
+    """Record the file as a new document, or a new version of `document_id` (default: of the document with
+    its name). Raises EmptyDocument or UnsupportedDocument (storing nothing), DocumentNotFound, Conflict."""
     server = settings.server
     kind = detect_kind(filename, content, UnpackLimits(server.max_unpacked_bytes, server.max_unpack_ratio))
     sha256 = hashlib.sha256(content).hexdigest()
     _write_once(settings.storage.uploads_dir / sha256, content)
-    doc, created = store.add_document(filename, kind, sha256, len(content), tags)
-    log.info(
-        "document %s: %s %s (%s, %d bytes)",
-        doc.id,
-        "queued" if created else "duplicate of",
-        filename,
-        kind,
-        len(content),
-    )
-    return doc, not created
+    if document_id is None:
+        doc, outcome = store.add_document(filename, kind, sha256, len(content), tags)
+    else:
+        doc, outcome = store.add_version(document_id, filename, kind, sha256, len(content))
+    size = len(content)
+    log.info("document %s: %s: %s (%s, %d bytes), version %d", doc.id, outcome, filename, kind, size, doc.version)
+    return doc, outcome
 
 
 def _write_once(path: Path, content: bytes) -> None:

@@ -64,7 +64,7 @@ class Worker:
         if not jobs:
             return False
         with self._leases_kept(jobs):
-            parsed: dict[int, tuple[str, list[TextChunk]]] = {}  # job id -> (document id, its chunks)
+            parsed: dict[int, tuple[str, int, list[TextChunk]]] = {}  # job id -> (document id, version, chunks)
             errors: dict[int, str | None] = {}
             for job in jobs:
                 result = self._parse(job) if job.kind == "ingest" else None
@@ -92,14 +92,16 @@ class Worker:
             jobs.append(job)
         return jobs
 
-    def _parse(self, job: Job) -> tuple[str, list[TextChunk]] | str | None:
-        """(document id, chunks) of the job's document; why it failed, if it did; None if it was deleted."""
-        doc = self.store.get_document(job.document_id)
+    def _parse(self, job: Job) -> tuple[str, int, list[TextChunk]] | str | None:
+        """(document id, version, chunks) of the job's document version; why it failed, if it did; None if it
+        was deleted."""
+        versions = self.store.document_versions(job.document_id) if job.document_id else []
+        doc = next((v for v in versions if v.version == job.version), None)
         if doc is None:  # deleted while queued
             return None
         if job.attempts > self.settings.ingest.max_attempts:
             return f"{doc.filename}: gave up after {job.attempts - 1} attempts that never finished"
-        log.info("document %s: parsing %s (%s)", doc.id, doc.filename, doc.kind)
+        log.info("document %s: parsing %s (%s), version %d", doc.document_id, doc.filename, doc.kind, doc.version)
         started = time.perf_counter()
         ingest = self.settings.ingest
         try:
@@ -111,29 +113,29 @@ class Worker:
             if not pieces:
                 raise EmptyDocument("the document contains no text")
         except RagError as exc:
-            log.warning("document %s: failed: %s", doc.id, exc)
+            log.warning("document %s: failed: %s", doc.document_id, exc)
             return f"{doc.filename}: {exc}"
         except Exception as exc:  # a parser bug must fail this document, never the worker
-            log.exception("document %s: unexpected error", doc.id)
+            log.exception("document %s: unexpected error", doc.document_id)
             return f"{doc.filename}: could not be processed ({type(exc).__name__}: {exc})"
         seconds = time.perf_counter() - started
         self.metrics.stage_seconds.labels("parse").observe(seconds)
-        log.info("document %s: %d chunks in %.2fs", doc.id, len(pieces), seconds)
-        return doc.id, pieces
+        log.info("document %s: %d chunks in %.2fs", doc.document_id, len(pieces), seconds)
+        return doc.document_id, doc.version, pieces
 
-    def _embed_and_store(self, parsed: dict[int, tuple[str, list[TextChunk]]]) -> dict[int, str | None]:
+    def _embed_and_store(self, parsed: dict[int, tuple[str, int, list[TextChunk]]]) -> dict[int, str | None]:
         """Embed every parsed document's chunks in one call (the embedder batches similar lengths together:
         1.17x faster than one call per document on the Python docs) and store them; the errors by job id."""
-        texts = [piece.text_to_embed for _, pieces in parsed.values() for piece in pieces]
+        texts = [piece.text_to_embed for _, _, pieces in parsed.values() for piece in pieces]
         try:
             with self.metrics.stage_seconds.labels("embed").time():
                 vectors = iter(self.embedder.embed(texts)) if texts else iter(())
         except Exception as exc:  # the model failed: these documents fail, the worker goes on
             log.exception("embedding %d chunks failed", len(texts))
             return dict.fromkeys(parsed, f"could not be embedded ({type(exc).__name__}: {exc})")
-        for doc_id, pieces in parsed.values():
+        for doc_id, version, pieces in parsed.values():
             chunks = [NewChunk(p.position, p.section, p.text, next(vectors)) for p in pieces]
-            self.store.replace_chunks(doc_id, chunks)
+            self.store.replace_chunks(doc_id, chunks, version)
         self.metrics.chunks.inc(len(texts))
         return dict.fromkeys(parsed)
 

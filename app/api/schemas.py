@@ -25,13 +25,36 @@ class DocumentOut(BaseModel):
     chunk_count: int
     error: str | None = Field(None, description="Why processing failed, when status is failed")
     tags: list[str] = Field(default_factory=list, description="Labels given at upload, usable as /ask filters")
-    created_at: float = Field(description="Unix time of the upload")
+    created_at: float = Field(description="Unix time of the first upload")
     updated_at: float
     indexed_at: float | None = None
+    version: int = Field(1, description="The latest upload of this document, which the fields above describe")
+    indexed_version: int | None = Field(
+        None, description="The version that answers questions (an older one until the latest is indexed)"
+    )
 
     @classmethod
     def of(cls, doc: Document) -> DocumentOut:
         return cls.model_validate(doc, from_attributes=True)
+
+
+class VersionOut(BaseModel):
+    version: int
+    filename: str
+    kind: str
+    sha256: str
+    size_bytes: int
+    status: Literal["queued", "processing", "indexed", "failed", "replaced", "superseded"] = Field(
+        description="replaced: a newer version was indexed after it; superseded: a newer one was uploaded "
+        "before it was processed"
+    )
+    error: str | None = None
+    created_at: float
+    indexed_at: float | None = None
+
+
+class DocumentDetail(DocumentOut):
+    versions: list[VersionOut] = Field(description="Every upload of this document, the first first")
 
 
 class UploadedFile(BaseModel):
@@ -41,6 +64,12 @@ class UploadedFile(BaseModel):
     filename: str
     status: DocumentStatus | Literal["rejected"]
     duplicate: bool = Field(False, description="The same bytes were uploaded before; nothing is re-processed")
+    version: int | None = None
+    new_version: bool = Field(
+        False,
+        description="A new version of the document with this name (or the id of PUT /documents/{id}): it "
+        "replaces the one indexed before once it is indexed itself",
+    )
     error: str | None = None
     error_status: int | None = Field(None, description="HTTP status this file alone would get: 413, 415, 422")
 

@@ -229,6 +229,7 @@ function showUploadResults(documents, detail) {
     let cls = "ok";
     if (doc.status === "rejected") [text, cls] = [`${doc.filename}: rejected (${doc.error})`, "error"];
     else if (doc.duplicate) text = `${doc.filename}: already uploaded (${doc.status})`;
+    else if (doc.new_version) text = `${doc.filename}: version ${doc.version}, queued; the previous one answers meanwhile`;
     list.append(el("li", { class: cls, text }));
   }
   if (list.children.length) status.append(list);
@@ -285,6 +286,8 @@ function formatBytes(n) {
 
 function documentMeta(doc) {
   const parts = [doc.kind.toUpperCase(), formatBytes(doc.size_bytes)];
+  if (doc.version > 1) parts.push(`version ${doc.version}`);
+  if (doc.indexed_version && doc.indexed_version !== doc.version) parts.push(`version ${doc.indexed_version} answers`);
   if (doc.status === "indexed") parts.push(`${doc.chunk_count} chunk${doc.chunk_count === 1 ? "" : "s"}`);
   parts.push(new Date(doc.created_at * 1000).toLocaleString());
   return parts.join(" · ");

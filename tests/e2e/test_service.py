@@ -106,6 +106,8 @@ def test_same_bytes_again_are_the_same_document(client: httpx.Client, documents:
         "filename": "security_policy.md",
         "status": "indexed",
         "duplicate": True,
+        "version": 1,
+        "new_version": False,
         "error": None,
         "error_status": None,
     }
@@ -203,6 +205,27 @@ def test_deleted_document_is_never_cited_again(client: httpx.Client, documents: 
     body = ask(client, "What is the most a hotel room may cost per night?")
     assert travel_id not in {c["document_id"] for c in body["citations"]}
     assert "180" not in body["answer"]
+
+
+def test_a_new_version_replaces_the_old_one_and_exactly_one_is_cited_throughout(client: httpx.Client) -> None:
+    def desks(days: int) -> bytes:
+        return f"# Desk Booking\n\nDesks can be booked up to {days} days ahead in the office app.\n".encode()
+
+    question = "How many days ahead can desks be booked?"
+    (v1,) = client.post("/documents", files={"files": ("desks.md", desks(7))}).json()["documents"]
+    assert wait_for_status(client, v1["id"], {"indexed", "failed"})["status"] == "indexed"
+    (v2,) = client.post("/documents", files={"files": ("desks.md", desks(14))}).json()["documents"]
+    assert (v2["id"], v2["version"], v2["new_version"]) == (v1["id"], 2, True)
+    while client.get(f"/documents/{v1['id']}").json()["status"] not in {"indexed", "failed"}:
+        cited = [c["text"] for c in ask(client, question)["citations"] if c["document_id"] == v1["id"]]
+        assert cited, "the document must stay citable while its new version is processed"
+        versions = {days for days in ("7 days", "14 days") for text in cited if days in text}
+        assert len(versions) == 1, cited
+    body = ask(client, question)
+    assert "14" in body["answer"] and body["citations"][0]["document_id"] == v1["id"]
+    assert all("7 days" not in c["text"] for c in body["citations"])
+    history = client.get(f"/documents/{v1['id']}").json()["versions"]
+    assert [(v["version"], v["status"]) for v in history] == [(1, "replaced"), (2, "indexed")]
 
 
 def test_a_killed_worker_leaves_everything_usable(service: RunningService, client: httpx.Client) -> None:

@@ -1,4 +1,4 @@
-"""Upload, list, inspect and delete documents."""
+"""Upload, list, inspect, version and delete documents."""
 
 from __future__ import annotations
 
@@ -8,10 +8,18 @@ from fastapi import APIRouter, Form, Response, UploadFile
 from fastapi.responses import JSONResponse
 
 from app.api.deps import SettingsDep, StoreDep
-from app.api.schemas import DocumentList, DocumentOut, ErrorResponse, UploadedFile, UploadResponse
+from app.api.schemas import (
+    DocumentDetail,
+    DocumentList,
+    DocumentOut,
+    ErrorResponse,
+    UploadedFile,
+    UploadResponse,
+    VersionOut,
+)
 from app.config import Settings
 from app.errors import DocumentNotFound, DocumentTooLarge, InvalidRequest, RagError
-from app.store import Store
+from app.store import Document, Store, UploadOutcome
 from app.uploads import accept_upload, parse_tags
 
 router = APIRouter(prefix="/documents", tags=["documents"])
@@ -46,15 +54,51 @@ def upload_documents(
 
 def _upload_one(upload: UploadFile, store: Store, settings: Settings, tags: list[str]) -> UploadedFile:
     filename = upload.filename or "unnamed"
-    max_bytes = settings.server.max_file_bytes
     try:
-        content = upload.file.read(max_bytes + 1)
-        if len(content) > max_bytes:
-            raise DocumentTooLarge(f"{filename} is larger than the {max_bytes}-byte limit")
-        doc, duplicate = accept_upload(store, settings, filename, content, tags)
+        doc, outcome = accept_upload(store, settings, filename, _read(upload, settings), tags)
     except RagError as exc:
         return UploadedFile(filename=filename, status="rejected", error=str(exc), error_status=exc.status_code)
-    return UploadedFile(id=doc.id, filename=doc.filename, status=doc.status, duplicate=duplicate)
+    return _uploaded(doc, outcome)
+
+
+def _read(upload: UploadFile, settings: Settings) -> bytes:
+    max_bytes = settings.server.max_file_bytes
+    content = upload.file.read(max_bytes + 1)
+    if len(content) > max_bytes:
+        raise DocumentTooLarge(f"{upload.filename or 'the file'} is larger than the {max_bytes}-byte limit")
+    return content
+
+
+def _uploaded(doc: Document, outcome: UploadOutcome) -> UploadedFile:
+    return UploadedFile(
+        id=doc.id,
+        filename=doc.filename,
+        status=doc.status,
+        duplicate=outcome == "duplicate",
+        version=doc.version,
+        new_version=outcome == "new_version",
+    )
+
+
+@router.put(
+    "/{document_id}",
+    status_code=202,
+    response_model=UploadedFile,
+    responses={
+        404: {"model": ErrorResponse},
+        409: {"model": ErrorResponse},
+        413: {"model": ErrorResponse},
+        415: {"model": ErrorResponse},
+        422: {"model": ErrorResponse},
+    },
+    summary="Upload a new version of a document (multipart field `file`)",
+)
+def put_document(document_id: str, file: UploadFile, store: StoreDep, settings: SettingsDep) -> UploadedFile:
+    """The new version is parsed and indexed while the current one goes on answering; then it replaces it in
+    one index generation. The same bytes as the latest version change nothing (`duplicate: true`); the bytes
+    of another document are a 409."""
+    doc, outcome = accept_upload(store, settings, file.filename or "unnamed", _read(file, settings), (), document_id)
+    return _uploaded(doc, outcome)
 
 
 @router.get("", response_model=DocumentList, summary="List all documents with their status")
@@ -64,15 +108,16 @@ def list_documents(store: StoreDep) -> DocumentList:
 
 @router.get(
     "/{document_id}",
-    response_model=DocumentOut,
+    response_model=DocumentDetail,
     responses={404: {"model": ErrorResponse}},
-    summary="Status, chunk count, error and timestamps of one document",
+    summary="Status, chunk count, error, timestamps and version history of one document",
 )
-def get_document(document_id: str, store: StoreDep) -> DocumentOut:
+def get_document(document_id: str, store: StoreDep) -> DocumentDetail:
     doc = store.get_document(document_id)
     if doc is None:
         raise DocumentNotFound(f"no document with id {document_id}")
-    return DocumentOut.of(doc)
+    versions = [VersionOut.model_validate(v, from_attributes=True) for v in store.document_versions(document_id)]
+    return DocumentDetail(**DocumentOut.of(doc).model_dump(), versions=versions)
 
 
 @router.delete(

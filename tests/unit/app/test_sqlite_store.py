@@ -23,9 +23,9 @@ def chunk(position: int, text: str) -> NewChunk:
 
 
 def test_same_bytes_are_the_same_document_with_one_job(store: Store) -> None:
-    first, created = store.add_document("a.txt", "txt", "hash1", 10)
-    again, created_again = store.add_document("b.txt", "txt", "hash1", 10)
-    assert (created, created_again) == (True, False)
+    first, outcome = store.add_document("a.txt", "txt", "hash1", 10)
+    again, outcome_again = store.add_document("b.txt", "txt", "hash1", 10)
+    assert (outcome, outcome_again) == ("created", "duplicate")
     assert again.id == first.id and again.filename == "a.txt"
     assert store.jobs.claim_next(60) is not None
     assert store.jobs.claim_next(60) is None

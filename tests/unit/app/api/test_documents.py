@@ -78,3 +78,45 @@ def test_unknown_and_deleted_documents_are_404(client: TestClient, upload: Calla
     gone = client.get(f"/documents/{doc_id}")
     assert gone.status_code == 404 and doc_id in gone.json()["detail"]
     assert client.delete(f"/documents/{doc_id}").status_code == 404
+
+
+REFUNDS_2026 = b"# Refunds\n\nRefunds are accepted within 45 days of purchase.\n"
+REFUND_QUESTION = {"question": "Within how many days are refunds accepted?"}
+
+
+def test_uploading_a_known_name_makes_a_new_version_that_replaces_the_old_once_indexed(
+    client: TestClient, upload: Callable
+) -> None:
+    doc_id = upload({"refunds.md": REFUNDS})["refunds.md"]
+    response = client.post("/documents", files=[("files", ("refunds.md", REFUNDS_2026))])
+    (uploaded,) = response.json()["documents"]
+    assert (uploaded["id"], uploaded["version"], uploaded["new_version"], uploaded["status"]) == (
+        doc_id, 2, True, "queued"
+    )  # fmt: skip
+    answer = client.post("/ask", json=REFUND_QUESTION).json()
+    assert "30 days" in answer["answer"]  # version 1 answers until version 2 is indexed
+    index_queued(client)
+    answer = client.post("/ask", json=REFUND_QUESTION).json()
+    assert "45 days" in answer["answer"] and [c["document_id"] for c in answer["citations"]] == [doc_id]
+    assert all("30 days" not in c["text"] for c in answer["citations"])
+    doc = client.get(f"/documents/{doc_id}").json()
+    assert (doc["version"], doc["indexed_version"], doc["status"]) == (2, 2, "indexed")
+    assert [(v["version"], v["status"]) for v in doc["versions"]] == [(1, "replaced"), (2, "indexed")]
+    assert len(client.get("/documents").json()["documents"]) == 1
+
+
+def test_put_uploads_a_version_explicitly(client: TestClient, upload: Callable) -> None:
+    ids = upload({"refunds.md": REFUNDS, "other.md": b"# Other\n\nSomething else entirely.\n"})
+    doc_id = ids["refunds.md"]
+    put = client.put(f"/documents/{doc_id}", files={"file": ("refunds-2026.md", REFUNDS_2026)})
+    assert put.status_code == 202 and put.json()["new_version"] and put.json()["filename"] == "refunds-2026.md"
+    same = client.put(f"/documents/{doc_id}", files={"file": ("refunds-2026.md", REFUNDS_2026)})
+    assert same.status_code == 202 and same.json()["duplicate"] and same.json()["version"] == 2
+    taken = client.put(f"/documents/{doc_id}", files={"file": ("x.md", b"# Other\n\nSomething else entirely.\n")})
+    assert taken.status_code == 409 and ids["other.md"] in taken.json()["detail"]
+    missing = client.put("/documents/nope", files={"file": ("x.md", b"# X\n\nNew text.\n")})
+    assert missing.status_code == 404 and "nope" in missing.json()["detail"]
+    bad = client.put(f"/documents/{doc_id}", files={"file": ("x.png", PNG)})
+    assert bad.status_code == 415
+    index_queued(client)
+    assert "45 days" in client.post("/ask", json=REFUND_QUESTION).json()["answer"]
