@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
 from typing import Any, Literal
@@ -35,6 +36,19 @@ class ServerSettings(Section):
     # more than max_unpack_ratio times (a zip bomb), is refused at upload.
     max_unpacked_bytes: int = Field(200_000_000, gt=0)
     max_unpack_ratio: float = Field(100, gt=1)
+    # API keys (app/access.py); None: required when `host` is reachable from other machines.
+    require_keys: bool | None = None
+
+    @property
+    def keys_required(self) -> bool:
+        if self.require_keys is not None:
+            return self.require_keys
+        if self.host == "localhost":
+            return False
+        try:
+            return not ipaddress.ip_address(self.host).is_loopback
+        except ValueError:  # a host name: it may resolve to anything
+            return True
 
 
 class StorageSettings(Section):

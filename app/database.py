@@ -31,12 +31,12 @@ class Database:
         db.row_factory = sqlite3.Row
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
-        db.execute("PRAGMA foreign_keys=ON")
         with self._lock:
             if not self._schema_applied:
-                self._apply_schema(db)
+                self._apply_schema(db)  # before foreign keys are on: a migration may rebuild a table
                 self._schema_applied = True
             self._opened.append(db)
+        db.execute("PRAGMA foreign_keys=ON")
         self._local.db = db
         return db
 

@@ -12,6 +12,18 @@ class RagError(Exception):
     status_code = 400
 
 
+class Unauthorized(RagError):
+    """No API key, or one that is unknown or revoked."""
+
+    status_code = 401
+
+
+class Forbidden(RagError):
+    """The key's scope or collections do not allow the request."""
+
+    status_code = 403
+
+
 class DocumentNotFound(RagError):
     status_code = 404
 

@@ -16,7 +16,7 @@ from fastapi.staticfiles import StaticFiles
 from app.api.routes import adapters, ask, documents, health, openai, pages
 from app.components import Models
 from app.config import Settings
-from app.errors import RagError, describe_validation_errors
+from app.errors import RagError, Unauthorized, describe_validation_errors
 from app.logs import request_id
 from app.service import Service
 
@@ -48,7 +48,9 @@ def create_app(settings: Settings, models: Models | None = None) -> FastAPI:
 
     @app.exception_handler(RagError)
     async def rag_error(request: Request, exc: RagError) -> JSONResponse:
-        return JSONResponse(status_code=exc.status_code, content={"detail": str(exc)})
+        # 401 says how to authenticate (RFC 9110).
+        headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, Unauthorized) else None
+        return JSONResponse(status_code=exc.status_code, content={"detail": str(exc)}, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -21,14 +21,15 @@ class RetrievedChunk:
 
 @dataclass(frozen=True)
 class Filters:
-    """Restrict a search to some documents and/or to documents carrying any of some tags."""
+    """Restrict a search to some documents, to documents carrying any of some tags, to some collections."""
 
     document_ids: Sequence[str] | None = None
     tags: Sequence[str] | None = None
+    collections: Sequence[str] | None = None
 
     @property
     def active(self) -> bool:
-        return self.document_ids is not None or self.tags is not None
+        return self.document_ids is not None or self.tags is not None or self.collections is not None
 
 
 @dataclass
@@ -72,7 +73,7 @@ class Retriever:
             return Retrieval([], timings)
         allowed = None
         if filters is not None and filters.active:
-            allowed = self.store.filtered_chunk_ids(filters.document_ids, filters.tags)
+            allowed = self.store.filtered_chunk_ids(filters.document_ids, filters.tags, filters.collections)
         settings, depth = self.settings, self.settings.candidates
         rankings: list[list[Hit]] = []
         weights: list[float] = []

@@ -16,6 +16,8 @@ from app.database import Database
 from app.errors import Conflict, DocumentNotFound
 from app.jobs import Clock, Job
 from app.store import (
+    DEFAULT_COLLECTION,
+    ApiKey,
     Chunk,
     Document,
     DocumentVersion,
@@ -42,12 +44,15 @@ CREATE TABLE IF NOT EXISTS document_versions (
 );
 """
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS documents (
+
+def documents_table(name: str) -> str:
+    return f"""
+CREATE TABLE IF NOT EXISTS {name} (
     id TEXT PRIMARY KEY,
+    collection TEXT NOT NULL DEFAULT 'default',
     filename TEXT NOT NULL,
     kind TEXT NOT NULL,
-    sha256 TEXT NOT NULL UNIQUE,
+    sha256 TEXT NOT NULL,
     size_bytes INTEGER NOT NULL,
     status TEXT NOT NULL,
     error TEXT,
@@ -56,8 +61,16 @@ CREATE TABLE IF NOT EXISTS documents (
     updated_at REAL NOT NULL,
     indexed_at REAL,
     version INTEGER NOT NULL DEFAULT 1,  -- the latest upload; filename ... indexed_at describe it
-    indexed_version INTEGER  -- the version whose chunks answer questions; NULL until one is indexed
+    indexed_version INTEGER,  -- the version whose chunks answer questions; NULL until one is indexed
+    UNIQUE (collection, sha256)  -- the same bytes again in a collection are the same document
 );
+"""
+
+
+SCHEMA = (
+    documents_table("documents")
+    + """
+CREATE INDEX IF NOT EXISTS documents_collection_filename ON documents(collection, filename);
 -- AUTOINCREMENT: a chunk id is also a FAISS id, so ids must never be reused.
 CREATE TABLE IF NOT EXISTS chunks (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -95,12 +108,22 @@ CREATE TABLE IF NOT EXISTS workers (
     started_at REAL NOT NULL,
     heartbeat_at REAL NOT NULL
 );
+-- API keys, by the SHA-256 of the key (keys are random, so a fast hash is enough); see app/access.py.
+CREATE TABLE IF NOT EXISTS api_keys (
+    name TEXT PRIMARY KEY,
+    key_sha256 TEXT NOT NULL UNIQUE,
+    scope TEXT NOT NULL,
+    collections TEXT NOT NULL,  -- comma-separated; * is every collection
+    created_at REAL NOT NULL,
+    revoked_at REAL
+);
 -- Facts about the whole store, e.g. which embedder made its vectors.
 CREATE TABLE IF NOT EXISTS meta (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL
 );
-""".replace("VERSIONS_TABLE", VERSIONS_TABLE)
+"""
+).replace("VERSIONS_TABLE", VERSIONS_TABLE)
 
 # Each brings a database of the previous layout to the next (PRAGMA user_version counts those applied).
 MIGRATIONS = [
@@ -118,6 +141,16 @@ MIGRATIONS = [
     + """
     INSERT INTO document_versions
         SELECT id, 1, filename, kind, sha256, size_bytes, status, error, created_at, indexed_at FROM documents;
+    """,
+    # 2: collections (the same bytes may be a document in each collection: the table is rebuilt for its UNIQUE)
+    documents_table("documents_with_collection")
+    + """
+    INSERT INTO documents_with_collection (id, filename, kind, sha256, size_bytes, status, error, chunk_count,
+                                           created_at, updated_at, indexed_at, version, indexed_version)
+        SELECT id, filename, kind, sha256, size_bytes, status, error, chunk_count,
+               created_at, updated_at, indexed_at, version, indexed_version FROM documents;
+    DROP TABLE documents;
+    ALTER TABLE documents_with_collection RENAME TO documents;
     """,
 ]
 
@@ -154,13 +187,23 @@ class SQLiteStore:
     # Documents
 
     def add_document(
-        self, filename: str, kind: str, sha256: str, size_bytes: int, tags: Sequence[str] = ()
+        self,
+        filename: str,
+        kind: str,
+        sha256: str,
+        size_bytes: int,
+        tags: Sequence[str] = (),
+        collection: str = DEFAULT_COLLECTION,
     ) -> tuple[Document, UploadOutcome]:
         now = self.clock()
         with self._transaction() as db:
-            same_bytes = db.execute("SELECT id FROM documents WHERE sha256 = ?", (sha256,)).fetchone()
+            same_bytes = db.execute(
+                "SELECT id FROM documents WHERE collection = ? AND sha256 = ?", (collection, sha256)
+            ).fetchone()
             same_name = db.execute(
-                "SELECT id, version FROM documents WHERE filename = ? ORDER BY created_at DESC LIMIT 1", (filename,)
+                "SELECT id, version FROM documents WHERE collection = ? AND filename = ?"
+                " ORDER BY created_at DESC LIMIT 1",
+                (collection, filename),
             ).fetchone()
             outcome: UploadOutcome
             if same_bytes is not None:
@@ -171,9 +214,9 @@ class SQLiteStore:
             else:
                 doc_id, outcome = uuid.uuid4().hex, "created"
                 db.execute(
-                    "INSERT INTO documents (id, filename, kind, sha256, size_bytes, status, created_at, updated_at)"
-                    " VALUES (?, ?, ?, ?, ?, 'queued', ?, ?)",
-                    (doc_id, filename, kind, sha256, size_bytes, now, now),
+                    "INSERT INTO documents (id, collection, filename, kind, sha256, size_bytes, status, created_at,"
+                    " updated_at) VALUES (?, ?, ?, ?, ?, ?, 'queued', ?, ?)",
+                    (doc_id, collection, filename, kind, sha256, size_bytes, now, now),
                 )
                 _new_version(db, doc_id, 1, filename, kind, sha256, size_bytes, now)
             db.executemany(
@@ -187,12 +230,14 @@ class SQLiteStore:
     ) -> tuple[Document, UploadOutcome]:
         now = self.clock()
         with self._transaction() as db:
-            current = db.execute("SELECT version, sha256 FROM documents WHERE id = ?", (doc_id,)).fetchone()
+            current = db.execute("SELECT version, sha256, collection FROM documents WHERE id = ?", (doc_id,)).fetchone()
             if current is None:
                 raise DocumentNotFound(f"no document with id {doc_id}")
             outcome: UploadOutcome = "duplicate"
             if current["sha256"] != sha256:
-                other = db.execute("SELECT id FROM documents WHERE sha256 = ?", (sha256,)).fetchone()
+                other = db.execute(
+                    "SELECT id FROM documents WHERE collection = ? AND sha256 = ?", (current["collection"], sha256)
+                ).fetchone()
                 if other is not None:
                     raise Conflict(f"these bytes are already document {other['id']}; delete it first")
                 _new_version(db, doc_id, current["version"] + 1, filename, kind, sha256, size_bytes, now)
@@ -210,8 +255,11 @@ class SQLiteStore:
         row = self._connection().execute(f"{SELECT_DOCUMENTS} WHERE d.id = ?", (doc_id,)).fetchone()
         return _document(row) if row else None
 
-    def list_documents(self) -> list[Document]:
-        rows = self._connection().execute(f"{SELECT_DOCUMENTS} ORDER BY d.created_at, d.id").fetchall()
+    def list_documents(self, collections: Sequence[str] | None = None) -> list[Document]:
+        query, params = SELECT_DOCUMENTS, list(collections or ())
+        if collections is not None:
+            query += f" WHERE d.collection IN ({','.join('?' * len(params))})"
+        rows = self._connection().execute(f"{query} ORDER BY d.created_at, d.id", params).fetchall()
         return [_document(row) for row in rows]
 
     def delete_document(self, doc_id: str) -> bool:
@@ -304,9 +352,17 @@ class SQLiteStore:
             return np.empty(0, dtype=np.int64), np.empty((0, 0), dtype=np.float32)
         return np.asarray(found_ids, dtype=np.int64), np.vstack(vectors)
 
-    def filtered_chunk_ids(self, document_ids: Sequence[str] | None, tags: Sequence[str] | None) -> set[int]:
+    def filtered_chunk_ids(
+        self,
+        document_ids: Sequence[str] | None,
+        tags: Sequence[str] | None,
+        collections: Sequence[str] | None = None,
+    ) -> set[int]:
         query = "SELECT c.id FROM chunks c JOIN documents d ON d.id = c.document_id WHERE d.indexed_version IS NOT NULL"
         params: list[str] = []
+        if collections is not None:
+            query += f" AND d.collection IN ({','.join('?' * len(collections))})"
+            params += collections
         if document_ids is not None:
             query += f" AND d.id IN ({','.join('?' * len(document_ids))})"
             params += document_ids
@@ -314,6 +370,36 @@ class SQLiteStore:
             query += f" AND d.id IN (SELECT document_id FROM document_tags WHERE tag IN ({','.join('?' * len(tags))}))"
             params += tags
         return {row[0] for row in self._connection().execute(query, params)}
+
+    # API keys
+
+    def add_key(self, key: ApiKey, key_sha256: str) -> None:
+        try:
+            with self._transaction() as db:
+                db.execute(
+                    "INSERT INTO api_keys (name, key_sha256, scope, collections, created_at) VALUES (?, ?, ?, ?, ?)",
+                    (key.name, key_sha256, key.scope, ",".join(key.collections), key.created_at),
+                )
+        except sqlite3.IntegrityError:
+            raise Conflict(f"a key named {key.name!r} exists already; revoke it or pick another name") from None
+
+    def key_by_hash(self, key_sha256: str) -> ApiKey | None:
+        row = (
+            self._connection()
+            .execute("SELECT * FROM api_keys WHERE key_sha256 = ? AND revoked_at IS NULL", (key_sha256,))
+            .fetchone()
+        )
+        return _key(row) if row else None
+
+    def list_keys(self) -> list[ApiKey]:
+        return [_key(row) for row in self._connection().execute("SELECT * FROM api_keys ORDER BY created_at")]
+
+    def revoke_key(self, name: str) -> bool:
+        with self._transaction() as db:
+            revoked = db.execute(
+                "UPDATE api_keys SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL", (self.clock(), name)
+            ).rowcount
+        return bool(revoked)
 
     def searchable_chunks(self, ids: list[int]) -> dict[int, Chunk]:
         if not ids:
@@ -451,3 +537,7 @@ def _set_version_status(db: sqlite3.Connection, job: Job, status: str, error: st
 def _document(row: sqlite3.Row) -> Document:
     tags = tuple(sorted(row["tags"].split("\x1f"))) if row["tags"] else ()
     return Document(**{**dict(row), "tags": tags})
+
+
+def _key(row: sqlite3.Row) -> ApiKey:
+    return ApiKey(row["name"], row["scope"], tuple(row["collections"].split(",")), row["created_at"], row["revoked_at"])

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -14,12 +15,27 @@ from typing import Literal, Protocol
 import numpy as np
 
 from app.config import StorageSettings
+from app.errors import InvalidRequest
 from app.jobs import Clock, JobQueue
 
 
 def searchable_text(section: str, text: str) -> str:
     """What retrieval matches a chunk on: its heading path carries meaning the paragraph leaves implicit."""
     return f"{section}\n{text}" if section else text
+
+
+# Tags, collection and key names: short and plain.
+LABEL = re.compile(r"[\w .:-]{1,64}")
+
+
+def checked_label(what: str, value: str) -> str:
+    if not LABEL.fullmatch(value):
+        raise InvalidRequest(f"{what} {value!r} is not allowed: use up to 64 letters, digits, spaces or . _ : -")
+    return value
+
+
+DEFAULT_COLLECTION = "default"
+ALL_COLLECTIONS = "*"  # in a key's collections: every one
 
 
 @dataclass(frozen=True)
@@ -38,6 +54,7 @@ class Document:
     tags: tuple[str, ...] = ()
     version: int = 1  # the latest upload, which filename ... indexed_at describe
     indexed_version: int | None = None  # the version whose chunks answer questions
+    collection: str = DEFAULT_COLLECTION
 
 
 @dataclass(frozen=True)
@@ -52,6 +69,15 @@ class DocumentVersion:
     error: str | None
     created_at: float
     indexed_at: float | None
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    name: str
+    scope: str  # read, write or admin (app/access.py)
+    collections: tuple[str, ...]  # ("*",): every collection
+    created_at: float
+    revoked_at: float | None = None
 
 
 # What an upload did: a new document, a new version of the document with its name, or nothing (same bytes).
@@ -95,10 +121,16 @@ class Store(Protocol):
     def close(self) -> None: ...
 
     def add_document(
-        self, filename: str, kind: str, sha256: str, size_bytes: int, tags: Sequence[str] = ()
+        self,
+        filename: str,
+        kind: str,
+        sha256: str,
+        size_bytes: int,
+        tags: Sequence[str] = (),
+        collection: str = DEFAULT_COLLECTION,
     ) -> tuple[Document, UploadOutcome]:
-        """Insert a document and its ingest job, or a new version of the latest document named `filename`;
-        the same bytes again return the existing document (tags added)."""
+        """Insert a document and its ingest job, or a new version of the collection's latest document named
+        `filename`; the same bytes again in the collection return the existing document (tags added)."""
         ...
 
     def add_version(
@@ -114,7 +146,9 @@ class Store(Protocol):
 
     def get_document(self, doc_id: str) -> Document | None: ...
 
-    def list_documents(self) -> list[Document]: ...
+    def list_documents(self, collections: Sequence[str] | None = None) -> list[Document]:
+        """Every document, or those in `collections`."""
+        ...
 
     def delete_document(self, doc_id: str) -> bool:
         """Delete a document and its chunks, and queue the removal of their vectors from the index."""
@@ -154,8 +188,28 @@ class Store(Protocol):
         """(ids, vectors) for the given chunk ids that still exist."""
         ...
 
-    def filtered_chunk_ids(self, document_ids: Sequence[str] | None, tags: Sequence[str] | None) -> set[int]:
-        """Chunk ids of indexed documents among `document_ids` (when given) carrying any of `tags` (when given)."""
+    def filtered_chunk_ids(
+        self,
+        document_ids: Sequence[str] | None,
+        tags: Sequence[str] | None,
+        collections: Sequence[str] | None = None,
+    ) -> set[int]:
+        """Chunk ids of indexed documents among `document_ids`, carrying any of `tags`, in one of `collections`
+        (each when given)."""
+        ...
+
+    def add_key(self, key: ApiKey, key_sha256: str) -> None:
+        """Conflict when a key of that name exists (revoked ones included)."""
+        ...
+
+    def key_by_hash(self, key_sha256: str) -> ApiKey | None:
+        """The key with this hash, unless revoked."""
+        ...
+
+    def list_keys(self) -> list[ApiKey]: ...
+
+    def revoke_key(self, name: str) -> bool:
+        """False when no such key is active."""
         ...
 
     def searchable_chunks(self, ids: list[int]) -> dict[int, Chunk]:

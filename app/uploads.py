@@ -5,27 +5,24 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import re
 from collections.abc import Sequence
 from pathlib import Path
 
 from app.config import Settings
-from app.errors import InvalidRequest
 from app.filetypes import UnpackLimits, detect_kind
-from app.store import Document, Store, UploadOutcome
+from app.store import DEFAULT_COLLECTION, Document, Store, UploadOutcome, checked_label
 
 log = logging.getLogger(__name__)
-
-TAG = re.compile(r"[\w .:-]{1,64}")
 
 
 def parse_tags(raw: str | None) -> list[str]:
     """'hr, policies,,2026' -> ['hr', 'policies', '2026']; each tag short and plain."""
-    tags = [tag.strip() for tag in (raw or "").split(",") if tag.strip()]
-    for tag in tags:
-        if not TAG.fullmatch(tag):
-            raise InvalidRequest(f"tag {tag!r} is not allowed: use up to 64 letters, digits, spaces or . _ : -")
+    tags = [checked_label("tag", tag.strip()) for tag in (raw or "").split(",") if tag.strip()]
     return list(dict.fromkeys(tags))
+
+
+def parse_collection(raw: str | None) -> str:
+    return checked_label("collection", (raw or "").strip() or DEFAULT_COLLECTION)
 
 
 def accept_upload(
@@ -35,15 +32,17 @@ def accept_upload(
     content: bytes,
     tags: Sequence[str] = (),
     document_id: str | None = None,
+    collection: str = DEFAULT_COLLECTION,
 ) -> tuple[Document, UploadOutcome]:
-    """Record the file as a new document, or a new version of `document_id` (default: of the document with
-    its name). Raises EmptyDocument or UnsupportedDocument (storing nothing), DocumentNotFound, Conflict."""
+    """Record the file as a new document of `collection`, or a new version of `document_id` (default: of the
+    collection's document with its name). Raises EmptyDocument or UnsupportedDocument (storing nothing),
+    DocumentNotFound, Conflict."""
     server = settings.server
     kind = detect_kind(filename, content, UnpackLimits(server.max_unpacked_bytes, server.max_unpack_ratio))
     sha256 = hashlib.sha256(content).hexdigest()
     _write_once(settings.storage.uploads_dir / sha256, content)
     if document_id is None:
-        doc, outcome = store.add_document(filename, kind, sha256, len(content), tags)
+        doc, outcome = store.add_document(filename, kind, sha256, len(content), tags, collection)
     else:
         doc, outcome = store.add_version(document_id, filename, kind, sha256, len(content))
     size = len(content)

@@ -11,13 +11,14 @@ from app.answering import Answer
 from app.generation import AdapterInfo
 from app.quotes import Quote
 from app.retrieval import RetrievedChunk
-from app.store import Document
+from app.store import DEFAULT_COLLECTION, Document
 
 DocumentStatus = Literal["queued", "processing", "indexed", "failed"]
 
 
 class DocumentOut(BaseModel):
     id: str
+    collection: str = Field(DEFAULT_COLLECTION, description="Set at upload; keys see only their collections")
     filename: str
     kind: str = Field(description="Document type judged from its content: pdf, docx, html, md, txt, ...")
     status: DocumentStatus
@@ -62,6 +63,7 @@ class UploadedFile(BaseModel):
 
     id: str | None = None
     filename: str
+    collection: str | None = None
     status: DocumentStatus | Literal["rejected"]
     duplicate: bool = Field(False, description="The same bytes were uploaded before; nothing is re-processed")
     version: int | None = None
@@ -87,6 +89,9 @@ class AskRequest(BaseModel):
     top_k: int | None = Field(None, ge=1, description="How many chunks to retrieve; default from config")
     document_ids: list[str] | None = Field(None, description="Only search these documents")
     tags: list[str] | None = Field(None, description="Only search documents carrying at least one of these tags")
+    collections: list[str] | None = Field(
+        None, description="Only search these collections (default: every one the key sees)"
+    )
     stream: bool = Field(
         False,
         description="Answer as Server-Sent Events: `token` events with the text as it is generated, then `done` "

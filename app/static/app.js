@@ -178,7 +178,7 @@ async function ask(question) {
   try {
     const response = await fetch("/ask", {
       method: "POST",
-      headers: { "Content-Type": "application/json", Accept: "text/event-stream, application/json" },
+      headers: { ...authHeaders(), "Content-Type": "application/json", Accept: "text/event-stream, application/json" },
       body: JSON.stringify({ question, stream: true }),
     });
     if (!response.ok) return failTurn(turn, await errorDetail(response));
@@ -243,6 +243,8 @@ function upload(event) {
   for (const file of files) form.append("files", file, file.name);
   const tags = $("tags").value.trim();
   if (tags) form.append("tags", tags);
+  const collection = $("collection").value.trim();
+  if (collection) form.append("collection", collection);
 
   const progress = $("upload-progress");
   const button = $("upload-button");
@@ -253,6 +255,7 @@ function upload(event) {
 
   const xhr = new XMLHttpRequest();
   xhr.open("POST", "/documents");
+  for (const [name, value] of Object.entries(authHeaders())) xhr.setRequestHeader(name, value);
   xhr.responseType = "json";
   xhr.upload.addEventListener("progress", (e) => {
     if (e.lengthComputable) progress.value = Math.round((100 * e.loaded) / e.total);
@@ -286,6 +289,7 @@ function formatBytes(n) {
 
 function documentMeta(doc) {
   const parts = [doc.kind.toUpperCase(), formatBytes(doc.size_bytes)];
+  if (doc.collection && doc.collection !== "default") parts.push(`collection ${doc.collection}`);
   if (doc.version > 1) parts.push(`version ${doc.version}`);
   if (doc.indexed_version && doc.indexed_version !== doc.version) parts.push(`version ${doc.indexed_version} answers`);
   if (doc.status === "indexed") parts.push(`${doc.chunk_count} chunk${doc.chunk_count === 1 ? "" : "s"}`);
@@ -354,7 +358,7 @@ async function refreshDocuments() {
   const seq = ++refreshSeq;
   let documents = [];
   try {
-    const response = await fetch("/documents", { headers: { Accept: "application/json" } });
+    const response = await fetch("/documents", { headers: { ...authHeaders(), Accept: "application/json" } });
     if (!response.ok) throw new Error(await errorDetail(response));
     documents = (await response.json()).documents;
     if (seq !== refreshSeq) return;
@@ -370,7 +374,7 @@ async function refreshDocuments() {
 
 async function deleteDocument(id, filename) {
   if (!window.confirm(`Delete ${filename}? It will no longer be used to answer questions.`)) return;
-  const response = await fetch(`/documents/${encodeURIComponent(id)}`, { method: "DELETE" });
+  const response = await fetch(`/documents/${encodeURIComponent(id)}`, { method: "DELETE", headers: authHeaders() });
   if (!response.ok && response.status !== 404) {
     $("documents-status").textContent = `Could not delete ${filename}: ${await errorDetail(response)}`;
   } else {
@@ -378,6 +382,27 @@ async function deleteDocument(id, filename) {
   }
   await refreshDocuments();
   $("files").focus();
+}
+
+// ---- API key ------------------------------------------------------------------------------------
+
+const KEY_STORAGE = "docqa.apiKey";
+
+function authHeaders() {
+  const key = localStorage.getItem(KEY_STORAGE);
+  return key ? { Authorization: `Bearer ${key}` } : {};
+}
+
+function setUpKeyField() {
+  const field = $("api-key");
+  field.value = localStorage.getItem(KEY_STORAGE) || "";
+  field.addEventListener("change", () => {
+    const key = field.value.trim();
+    if (key) localStorage.setItem(KEY_STORAGE, key);
+    else localStorage.removeItem(KEY_STORAGE);
+    refreshDocuments();
+  });
+  $("key-form").addEventListener("submit", (e) => e.preventDefault());
 }
 
 // ---- Readiness ----------------------------------------------------------------------------------
@@ -408,6 +433,7 @@ document.addEventListener("DOMContentLoaded", () => {
   $("ask-form").addEventListener("submit", submitQuestion);
   $("question").addEventListener("keydown", questionKeydown);
   $("upload-form").addEventListener("submit", upload);
+  setUpKeyField();
   refreshDocuments();
   checkReady();
 });

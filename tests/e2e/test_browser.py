@@ -147,3 +147,25 @@ def test_a_replaced_answer_is_shown_with_its_quote_highlighted_in_the_source(pag
     expect(turn.locator(".answer .replaced")).to_contain_text("not backed by the sources")
     turn.locator(".source summary").click()
     expect(turn.locator(".source-text mark.quote")).to_have_text(quote["text"])
+
+
+def test_the_api_key_field_is_sent_with_every_request(page: Page) -> None:
+    """A key typed once goes with questions and document requests; an unknown one gets the server's message."""
+    page.fill("#api-key", "dq_not_a_real_key")
+    page.press("#api-key", "Tab")  # the change event stores it and reloads the list
+    expect(page.locator("#documents-status")).to_contain_text("this API key is not known")
+    sent: list[str | None] = []
+
+    def answer(route: Route) -> None:
+        sent.append(route.request.headers.get("authorization"))
+        route.fulfill(status=401, headers={"content-type": "application/json"}, body='{"detail": "no"}')
+
+    page.route("**/ask", answer)
+    page.fill("#question", QUESTION)
+    page.press("#question", "Enter")
+    expect(page.locator(".turn").last).to_have_attribute("data-state", "error")
+    assert sent == ["Bearer dq_not_a_real_key"]
+    page.fill("#api-key", "")
+    page.press("#api-key", "Tab")
+    page.reload()
+    expect(page.locator("#api-key")).to_have_value("")

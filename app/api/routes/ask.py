@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
 from app.answering import Answer, Answerer, AnswerStream, clean_question
-from app.api.deps import AnswererDep, SettingsDep
+from app.api.deps import AUTH_ERRORS, AnswererDep, ReadAccess, SettingsDep
 from app.api.schemas import AskRequest, AskResponse, Citation, ErrorResponse
 from app.api.sse import answer_events, sse_event, sse_response
 from app.errors import InvalidRequest
@@ -27,6 +27,7 @@ verified one, which may replace the streamed text: see `verified`), or `event: e
     "/ask",
     response_model=AskResponse,
     responses={
+        **AUTH_ERRORS,
         200: {"content": {"text/event-stream": {}}, "description": STREAM_DESCRIPTION},
         404: {"model": ErrorResponse, "description": "Unknown adapter"},
         422: {"model": ErrorResponse},
@@ -35,13 +36,13 @@ verified one, which may replace the streamed text: see `verified`), or `event: e
     summary="Answer a question from the indexed documents, with citations",
 )
 def ask(
-    request: AskRequest, http_request: Request, answerer: AnswererDep, settings: SettingsDep
+    request: AskRequest, http_request: Request, answerer: AnswererDep, settings: SettingsDep, access: ReadAccess
 ) -> AskResponse | StreamingResponse:
     question = clean_question(request.question, settings.server.max_question_chars)
     top_k = request.top_k or settings.retrieval.top_k
     if top_k > settings.retrieval.max_top_k:
         raise InvalidRequest(f"top_k must be at most {settings.retrieval.max_top_k}")
-    filters = Filters(document_ids=request.document_ids, tags=request.tags)
+    filters = Filters(request.document_ids, request.tags, access.visible(request.collections))
     answerer.check_adapter(request.adapter)
     if request.stream:
         return sse_response(_events(http_request, answerer, question, top_k, filters, request.adapter))

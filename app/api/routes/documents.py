@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Form, Response, UploadFile
+from fastapi import APIRouter, Form, Query, Response, UploadFile
 from fastapi.responses import JSONResponse
 
-from app.api.deps import SettingsDep, StoreDep
+from app.access import Access
+from app.api.deps import AUTH_ERRORS, ReadAccess, SettingsDep, StoreDep, WriteAccess
 from app.api.schemas import (
     DocumentDetail,
     DocumentList,
@@ -20,7 +21,7 @@ from app.api.schemas import (
 from app.config import Settings
 from app.errors import DocumentNotFound, DocumentTooLarge, InvalidRequest, RagError
 from app.store import Document, Store, UploadOutcome
-from app.uploads import accept_upload, parse_tags
+from app.uploads import accept_upload, parse_collection, parse_tags
 
 router = APIRouter(prefix="/documents", tags=["documents"])
 
@@ -29,14 +30,21 @@ router = APIRouter(prefix="/documents", tags=["documents"])
     "",
     status_code=202,
     response_model=UploadResponse,
-    responses={413: {"model": ErrorResponse}, 415: {"model": ErrorResponse}, 422: {"model": ErrorResponse}},
+    responses={
+        **AUTH_ERRORS,
+        413: {"model": ErrorResponse},
+        415: {"model": ErrorResponse},
+        422: {"model": ErrorResponse},
+    },
     summary="Upload one or more documents (multipart field `files`)",
 )
 def upload_documents(
     files: list[UploadFile],
     store: StoreDep,
     settings: SettingsDep,
+    access: WriteAccess,
     tags: Annotated[str | None, Form(description="Comma-separated tags for every file, e.g. `hr,2026`")] = None,
+    collection: Annotated[str | None, Form(description="The collection they go to (default: `default`)")] = None,
 ) -> UploadResponse | JSONResponse:
     """Each file is accepted or rejected on its own. 202 when at least one file is accepted (rejected
     ones carry `status: "rejected"`, `error` and `error_status`); when none is, the answer takes the
@@ -44,7 +52,9 @@ def upload_documents(
     if len(files) > settings.server.max_files_per_request:
         raise InvalidRequest(f"at most {settings.server.max_files_per_request} files per request")
     tag_list = parse_tags(tags)
-    results = [_upload_one(upload, store, settings, tag_list) for upload in files]
+    target = parse_collection(collection)
+    access.check_collection(target)
+    results = [_upload_one(upload, store, settings, tag_list, target) for upload in files]
     if all(result.status == "rejected" for result in results):
         first = results[0]
         body = {"detail": first.error, "documents": [r.model_dump() for r in results]}
@@ -52,10 +62,10 @@ def upload_documents(
     return UploadResponse(documents=results)
 
 
-def _upload_one(upload: UploadFile, store: Store, settings: Settings, tags: list[str]) -> UploadedFile:
+def _upload_one(upload: UploadFile, store: Store, settings: Settings, tags: list[str], collection: str) -> UploadedFile:
     filename = upload.filename or "unnamed"
     try:
-        doc, outcome = accept_upload(store, settings, filename, _read(upload, settings), tags)
+        doc, outcome = accept_upload(store, settings, filename, _read(upload, settings), tags, collection=collection)
     except RagError as exc:
         return UploadedFile(filename=filename, status="rejected", error=str(exc), error_status=exc.status_code)
     return _uploaded(doc, outcome)
@@ -73,6 +83,7 @@ def _uploaded(doc: Document, outcome: UploadOutcome) -> UploadedFile:
     return UploadedFile(
         id=doc.id,
         filename=doc.filename,
+        collection=doc.collection,
         status=doc.status,
         duplicate=outcome == "duplicate",
         version=doc.version,
@@ -85,6 +96,7 @@ def _uploaded(doc: Document, outcome: UploadOutcome) -> UploadedFile:
     status_code=202,
     response_model=UploadedFile,
     responses={
+        **AUTH_ERRORS,
         404: {"model": ErrorResponse},
         409: {"model": ErrorResponse},
         413: {"model": ErrorResponse},
@@ -93,29 +105,39 @@ def _uploaded(doc: Document, outcome: UploadOutcome) -> UploadedFile:
     },
     summary="Upload a new version of a document (multipart field `file`)",
 )
-def put_document(document_id: str, file: UploadFile, store: StoreDep, settings: SettingsDep) -> UploadedFile:
+def put_document(
+    document_id: str, file: UploadFile, store: StoreDep, settings: SettingsDep, access: WriteAccess
+) -> UploadedFile:
     """The new version is parsed and indexed while the current one goes on answering; then it replaces it in
     one index generation. The same bytes as the latest version change nothing (`duplicate: true`); the bytes
     of another document are a 409."""
+    _visible_document(store, access, document_id)
     doc, outcome = accept_upload(store, settings, file.filename or "unnamed", _read(file, settings), (), document_id)
     return _uploaded(doc, outcome)
 
 
-@router.get("", response_model=DocumentList, summary="List all documents with their status")
-def list_documents(store: StoreDep) -> DocumentList:
-    return DocumentList(documents=[DocumentOut.of(doc) for doc in store.list_documents()])
+@router.get(
+    "",
+    response_model=DocumentList,
+    responses=AUTH_ERRORS,
+    summary="List the documents (of the key's collections) with their status",
+)
+def list_documents(
+    store: StoreDep,
+    access: ReadAccess,
+    collection: Annotated[list[str] | None, Query(description="Only these collections")] = None,
+) -> DocumentList:
+    return DocumentList(documents=[DocumentOut.of(doc) for doc in store.list_documents(access.visible(collection))])
 
 
 @router.get(
     "/{document_id}",
     response_model=DocumentDetail,
-    responses={404: {"model": ErrorResponse}},
+    responses={**AUTH_ERRORS, 404: {"model": ErrorResponse}},
     summary="Status, chunk count, error, timestamps and version history of one document",
 )
-def get_document(document_id: str, store: StoreDep) -> DocumentDetail:
-    doc = store.get_document(document_id)
-    if doc is None:
-        raise DocumentNotFound(f"no document with id {document_id}")
+def get_document(document_id: str, store: StoreDep, access: ReadAccess) -> DocumentDetail:
+    doc = _visible_document(store, access, document_id)
     versions = [VersionOut.model_validate(v, from_attributes=True) for v in store.document_versions(document_id)]
     return DocumentDetail(**DocumentOut.of(doc).model_dump(), versions=versions)
 
@@ -123,10 +145,19 @@ def get_document(document_id: str, store: StoreDep) -> DocumentDetail:
 @router.delete(
     "/{document_id}",
     status_code=204,
-    responses={404: {"model": ErrorResponse}},
+    responses={**AUTH_ERRORS, 404: {"model": ErrorResponse}},
     summary="Delete a document; it is never cited again",
 )
-def delete_document(document_id: str, store: StoreDep) -> Response:
+def delete_document(document_id: str, store: StoreDep, access: WriteAccess) -> Response:
+    _visible_document(store, access, document_id)
     if not store.delete_document(document_id):
         raise DocumentNotFound(f"no document with id {document_id}")
     return Response(status_code=204)
+
+
+def _visible_document(store: Store, access: Access, document_id: str) -> Document:
+    """The document, if the key sees its collection; 404 otherwise (other collections' ids are not revealed)."""
+    doc = store.get_document(document_id)
+    if doc is None or not access.sees(doc.collection):
+        raise DocumentNotFound(f"no document with id {document_id}")
+    return doc

@@ -9,7 +9,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from app.api.deps import ServiceDep
+from app.api.deps import AUTH_ERRORS, NEEDS_ADMIN, ServiceDep
 from app.api.schemas import Health, Readiness, WorkerOut
 from app.service import Service
 from app.store import WorkerHeartbeat
@@ -64,7 +64,8 @@ async def ready(service: ServiceDep) -> Readiness | JSONResponse:
 @router.get(
     "/metrics",
     response_class=Response,
-    responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}},
+    responses={**AUTH_ERRORS, 200: {"content": {CONTENT_TYPE_LATEST: {}}}},
+    dependencies=[NEEDS_ADMIN],
     summary="Prometheus metrics: requests, answer stages, tokens, queue depth, documents, index, workers",
 )
 async def metrics(service: ServiceDep) -> Response:

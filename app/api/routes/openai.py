@@ -16,10 +16,11 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.answering import Answer, Answerer, AnswerStream, clean_question, standalone_question
-from app.api.deps import AnswererDep, SettingsDep
+from app.api.deps import NEEDS_READ, AnswererDep, ReadAccess, SettingsDep
 from app.api.schemas import Citation
 from app.api.sse import answer_events, sse_event, sse_response
 from app.errors import InvalidRequest, RagError, describe_validation_errors
+from app.retrieval import Filters
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +111,10 @@ class ChatCompletion(BaseModel):
 
 
 @router.get(
-    "/models", response_model=ModelList, summary="The configured generator over your documents, then one per adapter"
+    "/models",
+    response_model=ModelList,
+    dependencies=[NEEDS_READ],
+    summary="The configured generator over your documents, then one per adapter",
 )
 def list_models(settings: SettingsDep) -> ModelList:
     generator = settings.generator
@@ -127,7 +131,7 @@ def list_models(settings: SettingsDep) -> ModelList:
     summary="OpenAI-compatible chat completion, answered from the indexed documents",
 )
 def chat_completions(
-    request: ChatRequest, http_request: Request, answerer: AnswererDep, settings: SettingsDep
+    request: ChatRequest, http_request: Request, answerer: AnswererDep, settings: SettingsDep, access: ReadAccess
 ) -> ChatCompletion | StreamingResponse:
     """The last message is the question (it must be the user's); earlier user messages make a
     follow-up standalone: the last two are put before it, for retrieval and for the generator.
@@ -145,9 +149,10 @@ def chat_completions(
     # A model named after an adapter answers with it; "docqa" and any other name with the default.
     adapter = request.model if request.model in answerer.generator.adapters else None
     head = {"id": f"chatcmpl-{uuid.uuid4().hex}", "created": int(time.time()), "model": adapter or MODEL_ID}
+    filters = Filters(collections=access.visible(None))  # every collection the key sees
     if request.stream:
-        return sse_response(_chunks(http_request, answerer, question, top_k, adapter, head))
-    answer = answerer.answer(question, top_k, adapter=adapter)
+        return sse_response(_chunks(http_request, answerer, question, top_k, filters, adapter, head))
+    answer = answerer.answer(question, top_k, filters, adapter)
     return ChatCompletion(
         **head,
         choices=[Choice(message=AssistantMessage(content=answer.text + sources_block(answer)))],
@@ -193,10 +198,16 @@ class ChunkEvents:
 
 
 async def _chunks(
-    http_request: Request, answerer: Answerer, question: str, top_k: int, adapter: str | None, head: dict[str, Any]
+    http_request: Request,
+    answerer: Answerer,
+    question: str,
+    top_k: int,
+    filters: Filters,
+    adapter: str | None,
+    head: dict[str, Any],
 ) -> AsyncIterator[str]:
     def start(stop: threading.Event) -> AnswerStream:
-        return answerer.stream(question, top_k, None, stop, adapter)
+        return answerer.stream(question, top_k, filters, stop, adapter)
 
     events = ChunkEvents(head)
     yield events.chunk({"role": "assistant", "content": ""})

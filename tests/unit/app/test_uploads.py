@@ -25,9 +25,9 @@ def test_tags_are_trimmed_deduplicated_and_plain() -> None:
 def test_the_bytes_are_kept_once_and_the_same_bytes_are_the_same_document(tmp_path: Path) -> None:
     settings = Settings().with_data_dir(tmp_path)
     store = SQLiteStore(settings.storage.database_path)
-    doc, duplicate = accept_upload(store, settings, "refunds.md", POLICY, ["hr"])
-    again, duplicate_again = accept_upload(store, settings, "copy.md", POLICY, ["legal"])
-    assert (duplicate, duplicate_again) == (False, True) and again.id == doc.id
+    doc, outcome = accept_upload(store, settings, "refunds.md", POLICY, ["hr"])
+    again, outcome_again = accept_upload(store, settings, "copy.md", POLICY, ["legal"])
+    assert (outcome, outcome_again) == ("created", "duplicate") and again.id == doc.id
     assert again.tags == ("hr", "legal")
     kept = settings.storage.uploads_dir / hashlib.sha256(POLICY).hexdigest()
     assert kept.read_bytes() == POLICY and [p.name for p in settings.storage.uploads_dir.iterdir()] == [kept.name]

@@ -106,7 +106,7 @@ def test_a_database_from_before_versions_is_upgraded_in_place(tmp_path: Path) ->
     old.close()
     store = SQLiteStore(path)
     doc = store.get_document("d1")
-    assert (doc.version, doc.indexed_version) == (1, 1)
+    assert (doc.version, doc.indexed_version, doc.collection) == (1, 1, "default")
     assert served_texts(store, store.chunk_ids()) == ["hotels up to 150"]
     assert [(v.version, v.status) for v in store.document_versions("d1")] == [(1, "indexed")]
     assert store.add_document("travel.md", "md", "v2", 12)[1] == "new_version"
