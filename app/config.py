@@ -76,7 +76,9 @@ class IngestSettings(Section):
     metrics_host: str = "127.0.0.1"
     metrics_port: int = Field(9101, ge=0, le=65535)  # the worker's Prometheus endpoint; 0: none
     max_attempts: int = Field(3, gt=0)
-    batch_size: int = Field(16, gt=0)
+    batch_size: int = Field(16, gt=0)  # jobs held at once, indexed with one index write
+    parse_workers: int = Field(2, gt=0)  # documents parsed at once, each in a child process
+    batch_wait_seconds: float = Field(2, gt=0)  # what is parsed waits at most this long for slower documents
     pdf_parser: Literal["pypdf", "dedoc"] = "pypdf"
     # Each document is parsed in a child process, stopped past these: one hostile file fails alone.
     parse_timeout_seconds: float = Field(120, gt=0)

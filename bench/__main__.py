@@ -1,8 +1,9 @@
 """`make bench`: speed and memory figures, each next to what it is compared with, measured in one run.
 
-    .venv-api/bin/python -m bench [--only generation,service,vectors] [--backends llama-cpp,transformers]
+    .venv-api/bin/python -m bench [--only generation,service,vectors,isolation] [--backends llama-cpp,transformers]
 
-Writes bench/results/results.md and results.json (the README's table comes from them)."""
+Writes bench/results/results.md and results.json (the README's table comes from them); with --only, the
+sections run replace theirs and the others are kept."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from app.config import Settings  # noqa: E402
 from evaluation.metrics import markdown_table  # noqa: E402
 
-SECTIONS = ["generation", "service", "vectors"]
+SECTIONS = ["generation", "service", "vectors", "isolation"]
 
 
 def report(results: dict[str, Any]) -> str:
@@ -69,6 +70,16 @@ def report(results: dict[str, Any]) -> str:
         parts.append(
             markdown_table(rows, ["vectors", "index", "build_s", "search_p50_ms", "memory_mb", "recall_at_10"])
         )
+    if "isolation" in results:
+        parts.append(
+            "## Hostile files: three queued before a normal document (the worker's parse isolation)\n\n"
+            "Seconds from the worker's first heartbeat (its models loaded); memory is resident, at its peak.\n"
+        )
+        rows = [
+            {"files": name, **{k: v for k, v in values.items() if k not in ("outcomes", "hostile_file_bytes")}}
+            for name, values in results["isolation"].items()
+        ]
+        parts.append(markdown_table(rows, list(rows[0])))
     return "\n".join(parts)
 
 
@@ -95,8 +106,16 @@ def main() -> None:
         from bench import vectors
 
         results["vectors"] = vectors.run(args.vector_sizes)
+    if "isolation" in args.only:
+        from bench import isolation
+
+        with tempfile.TemporaryDirectory(prefix="bench-") as root:
+            results["isolation"] = isolation.run(Path(root), args.worker_python)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    saved = args.out / "results.json"
+    if set(args.only) != set(SECTIONS) and saved.exists():  # a partial run updates its sections only
+        results = {**json.loads(saved.read_text()), **results}
+    saved.write_text(json.dumps(results, indent=2) + "\n")
     markdown = report(results)
     (args.out / "results.md").write_text(markdown)
     print(markdown)

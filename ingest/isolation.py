@@ -7,21 +7,31 @@ from __future__ import annotations
 import multiprocessing
 import os
 import resource
+import threading
+import time
 from multiprocessing.connection import Connection
 from pathlib import Path
 
 from app.errors import ParseError, RagError
 from ingest.parsing import parse_to_markdown
 
+CANCEL_CHECK_SECONDS = 0.2
 OUT_OF_MEMORY_SHARE = 0.8  # of the limit in use when parsing fails: it failed for want of memory
 
 _CONTEXT = multiprocessing.get_context("forkserver")
 _CONTEXT.set_forkserver_preload(["ingest.warm_parser"])
 
 
-def parse_isolated(path: Path, kind: str, pdf_parser: str, timeout_seconds: float, memory_bytes: int) -> str:
+def parse_isolated(
+    path: Path,
+    kind: str,
+    pdf_parser: str,
+    timeout_seconds: float,
+    memory_bytes: int,
+    cancel: threading.Event | None = None,
+) -> str:
     """`parse_to_markdown` in a child process; ParseError when it runs past `timeout_seconds`, past
-    `memory_bytes` of memory, or dies."""
+    `memory_bytes` of memory, dies, or `cancel` is set (the worker is stopping)."""
     receive, send = _CONTEXT.Pipe(duplex=False)
     child = _CONTEXT.Process(
         target=_parse_child, args=(send, str(path), kind, pdf_parser, memory_bytes), name="parse", daemon=True
@@ -29,12 +39,17 @@ def parse_isolated(path: Path, kind: str, pdf_parser: str, timeout_seconds: floa
     child.start()
     send.close()  # the child's end: once the child is gone, receiving ends instead of waiting
     try:
-        if not receive.poll(timeout_seconds):
-            raise ParseError(
-                f"parsing took longer than {timeout_seconds:g} s (ingest.parse_timeout_seconds) and was stopped"
-            )
+        deadline = time.monotonic() + timeout_seconds
+        while not receive.poll(min(CANCEL_CHECK_SECONDS, max(0.0, deadline - time.monotonic()))):
+            if cancel is not None and cancel.is_set():
+                raise ParseError("parsing was stopped: the worker is stopping")
+            if time.monotonic() >= deadline:
+                raise ParseError(
+                    f"parsing took longer than {timeout_seconds:g} s (ingest.parse_timeout_seconds) and was stopped"
+                )
         parsed, value = receive.recv()
     except EOFError:
+        child.join(1)  # the pipe closes a moment before the exit code is known
         raise ParseError(
             f"the parser stopped without an answer (exit code {child.exitcode}): the document may need more than "
             f"{memory_bytes / 1e6:.0f} MB (ingest.parse_memory_bytes)"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import shutil
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -124,10 +125,56 @@ def test_queued_documents_are_indexed_together_with_one_index_write(settings: Se
     worker = Worker(settings, store, embedder)
     before = worker.index.sync(store)  # the empty index's first generation
     ids = [upload(store, settings, f"policy{i}.md", REFUNDS + f"\nVersion {i}.\n".encode()) for i in range(3)]
-    assert worker.run_once()
+    drain(worker)
     assert latest_generation(settings.storage.index_dir) == before + 1
     assert {store.get_document(doc_id).status for doc_id in ids} == {"indexed"}
     assert not worker.run_once()
+
+
+def test_a_slow_document_does_not_hold_up_small_ones_queued_after_it(settings: Settings, embedder: Embedder) -> None:
+    """Parsing smallest first, and indexing what is parsed after batch_wait_seconds: two documents that take
+    seconds to parse (the test's stand-in for huge or hostile files) and a small one queued after them."""
+    from tests.documents import refund_policy_docx
+
+    quick = settings.model_copy(
+        update={"ingest": settings.ingest.model_copy(update={"batch_wait_seconds": 0.3, "parse_workers": 1})}
+    )
+    store = SQLiteStore(settings.storage.database_path)
+    slow = [upload(store, settings, f"slow{i}.docx", refund_policy_docx() + bytes(i), "docx") for i in range(2)]
+    small = upload(store, settings, "refunds.md", REFUNDS)
+    worker = Worker(quick, store, embedder)
+    release = threading.Event()
+    parse = worker._parse
+
+    def slow_docx(job, doc):  # type: ignore[no-untyped-def]
+        if doc.kind == "docx":
+            release.wait(30)
+        return parse(job, doc)
+
+    worker._parse = slow_docx  # type: ignore[method-assign]
+    while store.get_document(small).status != "indexed":
+        assert worker.run_once()
+    assert {store.get_document(doc).status for doc in slow} == {"processing"}  # still parsing, or waiting
+    release.set()
+    drain(worker)
+    assert {store.get_document(doc).status for doc in slow} == {"indexed"}
+
+
+def test_stopping_kills_a_parse_in_progress_at_once(settings: Settings, embedder: Embedder) -> None:
+    from tests.documents import docx_bomb
+
+    store = SQLiteStore(settings.storage.database_path)
+    upload(store, settings, "huge.docx", docx_bomb(100_000_000), "docx")  # about 20 s to parse
+    worker = Worker(settings, store, embedder)
+    stop = threading.Event()
+    runner = threading.Thread(target=worker.run, args=(stop,))
+    runner.start()
+    while not any(h.parsing for h in worker._held.values()):
+        time.sleep(0.01)
+    started = time.monotonic()
+    stop.set()
+    runner.join(10)
+    assert not runner.is_alive() and time.monotonic() - started < 5
 
 
 def test_the_worker_refuses_a_store_whose_vectors_another_embedder_made(settings: Settings, embedder: Embedder) -> None:
