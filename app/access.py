@@ -1,8 +1,8 @@
 """Who may do what: API keys (`Authorization: Bearer <key>`) with a scope and the collections they see.
 
 Scopes grow: `read` asks and lists, `write` also uploads, replaces and deletes documents, `admin` also reads
-/metrics. Keys are checked when `server.require_keys` is on (by default: when the API listens beyond this
-machine), and whenever a request sends one; without keys every request may do everything."""
+/metrics. Keys are required when `server.require_keys` is on (by default: when the API listens beyond this
+machine). When they are not, a request may do everything, unless it sends a known key: then it is held to it."""
 
 from __future__ import annotations
 
@@ -56,10 +56,14 @@ def authenticate(store: Store, authorization: str | None, required: bool) -> Acc
         return UNRESTRICTED
     scheme, _, key = authorization.partition(" ")
     if scheme.lower() != "bearer" or not key.strip():
-        raise Unauthorized("the Authorization header must be `Bearer <key>`")
+        if required:
+            raise Unauthorized("the Authorization header must be `Bearer <key>`")
+        return UNRESTRICTED
     found = store.key_by_hash(key_sha256(key.strip()))
     if found is None:
-        raise Unauthorized("this API key is not known, or was revoked")
+        if required:
+            raise Unauthorized("this API key is not known, or was revoked")
+        return UNRESTRICTED  # OpenAI clients always send one: any placeholder key works when keys are off
     collections = None if ALL_COLLECTIONS in found.collections else frozenset(found.collections)
     return Access(found.scope, collections, found.name)  # type: ignore[arg-type]  # stored from SCOPES
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -149,23 +151,32 @@ def test_a_replaced_answer_is_shown_with_its_quote_highlighted_in_the_source(pag
     expect(turn.locator(".source-text mark.quote")).to_have_text(quote["text"])
 
 
-def test_the_api_key_field_is_sent_with_every_request(page: Page) -> None:
-    """A key typed once goes with questions and document requests; an unknown one gets the server's message."""
-    page.fill("#api-key", "dq_not_a_real_key")
+def test_the_api_key_field_is_sent_with_every_request(
+    page: Page, service: RunningService, client: httpx.Client
+) -> None:
+    """A key typed once goes with questions and document requests: one for an empty collection lists nothing."""
+    command = [sys.executable, "-m", "app", "keys", "create", "--name", "browser", "--collections", "empty"]
+    key = subprocess.run(command, cwd=REPO, env=service.env, capture_output=True, text=True, check=True).stdout.strip()
+    (doc,) = client.post("/documents", files={"files": ("visible.md", POLICY)}).json()["documents"]
+    page.reload()
+    expect(page.locator("#document-list li").first).to_be_visible()
+    page.fill("#api-key", key)
     page.press("#api-key", "Tab")  # the change event stores it and reloads the list
-    expect(page.locator("#documents-status")).to_contain_text("this API key is not known")
+    expect(page.locator("#document-list li")).to_have_count(0)
     sent: list[str | None] = []
 
     def answer(route: Route) -> None:
         sent.append(route.request.headers.get("authorization"))
-        route.fulfill(status=401, headers={"content-type": "application/json"}, body='{"detail": "no"}')
+        route.fulfill(status=403, headers={"content-type": "application/json"}, body='{"detail": "no"}')
 
     page.route("**/ask", answer)
     page.fill("#question", QUESTION)
     page.press("#question", "Enter")
     expect(page.locator(".turn").last).to_have_attribute("data-state", "error")
-    assert sent == ["Bearer dq_not_a_real_key"]
+    assert sent == [f"Bearer {key}"]
     page.fill("#api-key", "")
     page.press("#api-key", "Tab")
     page.reload()
     expect(page.locator("#api-key")).to_have_value("")
+    expect(page.locator("#document-list li").first).to_be_visible()
+    client.delete(f"/documents/{doc['id']}")

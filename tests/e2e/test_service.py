@@ -104,6 +104,7 @@ def test_same_bytes_again_are_the_same_document(client: httpx.Client, documents:
     assert again == {
         "id": documents["security_policy.md"],
         "filename": "security_policy.md",
+        "collection": "default",
         "status": "indexed",
         "duplicate": True,
         "version": 1,
