@@ -10,6 +10,12 @@ from pathlib import Path
 
 
 class Database:
+    """The SQL dialect bits app/sql_store.py asks of its database, for SQLite."""
+
+    tags_aggregate = "group_concat(t.tag, char(31))"
+    skip_locked = ""  # BEGIN IMMEDIATE already lets one writer at a time claim
+    integrity_error = sqlite3.IntegrityError
+
     def __init__(self, path: Path, schema: str, migrations: Sequence[str] = ()) -> None:
         """Nothing is opened here: the first connection creates the file and the schema (`schema`, the
         current layout), or brings an older file to it by the `migrations` it has not had yet."""
@@ -57,6 +63,9 @@ class Database:
             db.execute("ROLLBACK")
             raise
         db.execute("COMMIT")
+
+    def read(self, sql: str, params: Sequence[object] = ()) -> list[sqlite3.Row]:
+        return self.connection().execute(sql, params).fetchall()
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
