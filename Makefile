@@ -116,10 +116,14 @@ reader: setup
 
 # What the tests need beyond `make run`: Debian's chromium for the chat page's browser test. Installed when run
 # as root (as CI is); otherwise the one command to run, before anything else starts.
+# The browser test needs chromium; the store tests start a throwaway PostgreSQL server.
 check-test-system:
-	@if [ ! -x /usr/bin/chromium ]; then \
-		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium; \
-		else echo "The browser test needs chromium: sudo apt-get install -y chromium"; exit 1; fi; \
+	@missing=""; \
+	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
+	command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq$$missing; \
+		else echo "The tests need:$$missing. Install with: sudo apt-get install -y$$missing"; exit 1; fi; \
 	fi
 
 # First the in-process API tests with the fake models (seconds); then the worker-side tests, which need dedoc,

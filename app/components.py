@@ -39,7 +39,7 @@ def check_embedder(store: Store, embedder: Embedder) -> None:
     recorded = store.claim_embedder(embedder.name)
     if recorded != embedder.name:
         raise ModelUnavailable(
-            f"the vectors in {store.path} were made by {recorded}, but the configured embedder is {embedder.name}: "
+            f"the vectors in {store.location} were made by {recorded}, but the configured embedder is {embedder.name}: "
             "set embedding.backend and embedding.model back, or use a new storage.data_dir and upload again"
         )
 

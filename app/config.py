@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -52,7 +52,15 @@ class ServerSettings(Section):
 
 
 class StorageSettings(Section):
-    backend: Literal["sqlite"] = "sqlite"  # documents, chunks and the job queue
+    backend: Literal["sqlite", "postgres"] = "sqlite"  # documents, chunks and the job queue
+    database_url: str = ""  # postgres: postgresql://user:password@host:5432/dbname
+
+    @model_validator(mode="after")
+    def _postgres_has_a_url(self) -> StorageSettings:
+        if self.backend == "postgres" and not self.database_url.startswith(("postgresql://", "postgres://")):
+            raise ValueError("storage.backend postgres needs storage.database_url: postgresql://user@host:5432/db")
+        return self
+
     data_dir: Path = Path("./data")
     model_cache_dir: Path = Path("./.cache/models")
 

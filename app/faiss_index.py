@@ -3,6 +3,7 @@ worker (FaissIndexWriter) and swapped in by the API without a restart (FaissLive
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import re
@@ -165,18 +166,30 @@ class FaissLiveIndex:
 
 
 class FaissIndexWriter:
-    """Keeps the newest generation equal to the chunks in the store; one writer (the worker) at a time."""
+    """Keeps the newest generation equal to the chunks in the store. Workers sharing the folder (several on one
+    machine, over a PostgreSQL store) take turns through a file lock, each starting from the newest generation."""
 
     def __init__(self, index_dir: Path, dim: int, keep: int = 2) -> None:
         self.index_dir, self.dim, self.keep = index_dir, dim, keep
-        self._dense: faiss.IndexIDMap2 | None = None  # read from the newest generation at the first sync
+        self._dense: faiss.IndexIDMap2 | None = None  # the generation this writer wrote last, kept in memory
+        self._generation: int | None = None
 
     def sync(self, store: Store) -> int | None:
-        dense = self._dense if self._dense is not None else self._read_dense()
-        self._dense = dense
+        self.index_dir.mkdir(parents=True, exist_ok=True)
+        with (self.index_dir / "write.lock").open("a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, or the process dies
+            generation = self._sync(store)
+            if generation is not None:
+                self._generation = generation
+            return generation
+
+    def _sync(self, store: Store) -> int | None:
+        latest = latest_generation(self.index_dir)
+        if self._dense is None or latest != self._generation:  # first sync, or another writer wrote since
+            self._dense, self._generation = self._read_dense(), latest
+        dense = self._dense
         stored, indexed = store.chunk_ids(), index_ids(dense)
         stale, missing = indexed - stored, stored - indexed
-        latest = latest_generation(self.index_dir)
         if not stale and not missing and latest is not None and has_lexical(self.index_dir, latest):
             return None
         if stale:

@@ -7,7 +7,7 @@ import time
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
@@ -70,11 +70,133 @@ class SqlDatabase(Protocol):
 
     def transaction(self) -> AbstractContextManager[Executor]: ...
 
+    def serialize(self, db: Executor, key: str) -> None:
+        """Make transactions that name the same `key` take turns (where writers do not already)."""
+        ...
+
     def read(self, sql: str, params: Sequence[object] = ()) -> Sequence[Row]:
         """Run one query outside any transaction and fetch every row."""
         ...
 
     def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class ColumnTypes:
+    """Where the two databases' DDL differ."""
+
+    serial: str  # an integer primary key that is never reused
+    integer: str  # 64-bit
+    real: str
+    blob: str
+
+
+SQLITE_TYPES = ColumnTypes("INTEGER PRIMARY KEY AUTOINCREMENT", "INTEGER", "REAL", "BLOB")
+POSTGRES_TYPES = ColumnTypes("BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY", "BIGINT", "DOUBLE PRECISION", "BYTEA")
+
+
+def documents_table(types: ColumnTypes, name: str = "documents") -> str:
+    return f"""
+CREATE TABLE IF NOT EXISTS {name} (
+    id TEXT PRIMARY KEY,
+    collection TEXT NOT NULL DEFAULT 'default',
+    filename TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    size_bytes {types.integer} NOT NULL,
+    status TEXT NOT NULL,
+    error TEXT,
+    chunk_count INTEGER NOT NULL DEFAULT 0,
+    created_at {types.real} NOT NULL,
+    updated_at {types.real} NOT NULL,
+    indexed_at {types.real},
+    version INTEGER NOT NULL DEFAULT 1,  -- the latest upload; filename ... indexed_at describe it
+    indexed_version INTEGER,  -- the version whose chunks answer questions; NULL until one is indexed
+    UNIQUE (collection, sha256)  -- the same bytes again in a collection are the same document
+);
+"""
+
+
+def versions_table(types: ColumnTypes) -> str:
+    return f"""
+-- Every upload of a document, its latest version included: its history.
+CREATE TABLE IF NOT EXISTS document_versions (
+    document_id TEXT NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
+    version INTEGER NOT NULL,
+    filename TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    size_bytes {types.integer} NOT NULL,
+    status TEXT NOT NULL,  -- queued, processing, indexed, failed; replaced (by a newer indexed version),
+    error TEXT,            -- superseded (a newer version was uploaded before this one was processed)
+    created_at {types.real} NOT NULL,
+    indexed_at {types.real},
+    PRIMARY KEY (document_id, version)
+);
+"""
+
+
+def schema(types: ColumnTypes) -> str:
+    """The store's tables, as each database spells them."""
+    return (
+        documents_table(types)
+        + f"""
+CREATE INDEX IF NOT EXISTS documents_collection_filename ON documents(collection, filename);
+-- Never reused: a chunk id is also a FAISS id.
+CREATE TABLE IF NOT EXISTS chunks (
+    id {types.serial},
+    document_id TEXT NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
+    position INTEGER NOT NULL,
+    section TEXT NOT NULL,
+    text TEXT NOT NULL,
+    embedding {types.blob} NOT NULL,
+    version INTEGER NOT NULL DEFAULT 1
+);
+CREATE INDEX IF NOT EXISTS chunks_document_version ON chunks(document_id, version);
+CREATE TABLE IF NOT EXISTS document_tags (
+    document_id TEXT NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
+    tag TEXT NOT NULL,
+    PRIMARY KEY (document_id, tag)
+);
+CREATE INDEX IF NOT EXISTS document_tags_tag ON document_tags(tag);
+CREATE TABLE IF NOT EXISTS jobs (
+    id {types.serial},
+    kind TEXT NOT NULL,
+    document_id TEXT REFERENCES documents(id) ON DELETE CASCADE,
+    version INTEGER,  -- of the document, for ingest jobs
+    status TEXT NOT NULL DEFAULT 'queued',
+    attempts INTEGER NOT NULL DEFAULT 0,
+    lease_until {types.real},
+    error TEXT,
+    created_at {types.real} NOT NULL,
+    updated_at {types.real} NOT NULL
+);
+CREATE INDEX IF NOT EXISTS jobs_status ON jobs(status, id);
+"""
+        + versions_table(types)
+        + f"""
+-- One row per worker process, beating while it runs (GET /ready shows them).
+CREATE TABLE IF NOT EXISTS workers (
+    id TEXT PRIMARY KEY,
+    started_at {types.real} NOT NULL,
+    heartbeat_at {types.real} NOT NULL
+);
+-- API keys, by the SHA-256 of the key (keys are random, so a fast hash is enough); see app/access.py.
+CREATE TABLE IF NOT EXISTS api_keys (
+    name TEXT PRIMARY KEY,
+    key_sha256 TEXT NOT NULL UNIQUE,
+    scope TEXT NOT NULL,
+    collections TEXT NOT NULL,  -- comma-separated; * is every collection
+    created_at {types.real} NOT NULL,
+    revoked_at {types.real}
+);
+-- Facts about the whole store, e.g. which embedder made its vectors; created last.
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+"""
+    )
 
 
 FORGET_WORKERS_AFTER_SECONDS = 24 * 3600
@@ -89,8 +211,8 @@ SELECT_DOCUMENTS = "SELECT d.*, (SELECT {} FROM document_tags t WHERE t.document
 class SqlStore:
     """Documents and chunks; `jobs` is the queue in the same database, written in the same transactions."""
 
-    def __init__(self, database: SqlDatabase, path: Path, clock: Clock = time.time) -> None:
-        self.path = path
+    def __init__(self, database: SqlDatabase, location: str, clock: Clock = time.time) -> None:
+        self.location = location
         self.database = database
         self.jobs = SqlJobQueue(database, clock)
         self.clock = clock
@@ -118,6 +240,7 @@ class SqlStore:
     ) -> tuple[Document, UploadOutcome]:
         now = self.clock()
         with self._transaction() as db:
+            self.database.serialize(db, collection)
             same_bytes = db.execute(
                 "SELECT id FROM documents WHERE collection = ? AND sha256 = ?", (collection, sha256)
             ).fetchone()
@@ -152,6 +275,7 @@ class SqlStore:
     ) -> tuple[Document, UploadOutcome]:
         now = self.clock()
         with self._transaction() as db:
+            self.database.serialize(db, doc_id)
             current = db.execute("SELECT version, sha256, collection FROM documents WHERE id = ?", (doc_id,)).fetchone()
             if current is None:
                 raise DocumentNotFound(f"no document with id {doc_id}")
@@ -177,6 +301,8 @@ class SqlStore:
 
     def list_documents(self, collections: Sequence[str] | None = None) -> list[Document]:
         query, params = self._select_documents, list(collections or ())
+        if collections is not None and not collections:
+            return []
         if collections is not None:
             query += f" WHERE d.collection IN ({','.join('?' * len(params))})"
         return [_document(row) for row in self._read(f"{query} ORDER BY d.created_at, d.id", params)]
@@ -275,6 +401,8 @@ class SqlStore:
         tags: Sequence[str] | None,
         collections: Sequence[str] | None = None,
     ) -> set[int]:
+        if any(values is not None and not values for values in (document_ids, tags, collections)):
+            return set()  # nothing can match (and SQL has no empty IN list)
         query = "SELECT c.id FROM chunks c JOIN documents d ON d.id = c.document_id WHERE d.indexed_version IS NOT NULL"
         params: list[str] = []
         if collections is not None:

@@ -9,7 +9,6 @@ import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal, Protocol
 
 import numpy as np
@@ -111,8 +110,8 @@ class WorkerHeartbeat:
 
 class Store(Protocol):
     @property
-    def path(self) -> Path:
-        """Where the store lives, for messages."""
+    def location(self) -> str:
+        """Where the store lives (a file, or a server), for messages."""
         ...
 
     @property
@@ -224,3 +223,7 @@ def open_store(settings: StorageSettings, clock: Clock = time.time) -> Store:
             from app.sqlite_store import SQLiteStore
 
             return SQLiteStore(settings.database_path, clock)
+        case "postgres":
+            from app.postgres_store import PostgresStore
+
+            return PostgresStore(settings.database_url, clock)

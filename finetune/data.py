@@ -125,7 +125,7 @@ def build_examples(
     rng = random.Random(seed)
     chunks = indexed_chunks(store)
     if not chunks:
-        raise ValueError(f"no indexed chunks in {store.path}: upload documents and let the worker index them first")
+        raise ValueError(f"no indexed chunks in {store.location}: upload documents and let the worker index them first")
     order = list(range(len(pairs)))
     rng.shuffle(order)
     no_oracle = set(order[: round(no_oracle_share * len(pairs))])

@@ -1,14 +1,15 @@
-"""The job queue of the SQLite store: order, leases (on a clock the tests move), failures with a reason."""
+"""The job queue (SQLite and PostgreSQL): order, leases (on a clock the tests move), failures with a reason,
+workers that claim at once."""
 
 from __future__ import annotations
 
-from pathlib import Path
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from app.sqlite_store import SQLiteStore
 from app.store import Store
 from tests.clock import FakeClock
+from tests.unit.app.conftest import StoreOpener
 
 
 @pytest.fixture
@@ -17,8 +18,8 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-def store(tmp_path: Path, clock: FakeClock) -> Store:
-    return SQLiteStore(tmp_path / "db.sqlite3", clock=clock)
+def store(open_store_under_test: StoreOpener, clock: FakeClock) -> Store:
+    return open_store_under_test(clock)
 
 
 def test_jobs_are_claimed_in_order_and_finishing_indexes_the_document(store: Store) -> None:
@@ -57,3 +58,21 @@ def test_failed_job_records_a_readable_error_and_others_go_on(store: Store) -> N
     failed = store.get_document(a.id)
     assert (failed.status, failed.error) == ("failed", "a.docx could not be read")
     assert store.jobs.claim_next(60).document_id == b.id
+
+
+def test_workers_claiming_at_once_never_take_the_same_job(open_store_under_test: StoreOpener) -> None:
+    first = open_store_under_test()
+    for n in range(40):
+        first.add_document(f"{n}.txt", "txt", f"h-{n}", 1)
+    workers = [open_store_under_test() for _ in range(4)]  # as four worker processes would
+
+    def claim_all(store: Store) -> list[int]:
+        claimed = []
+        while (job := store.jobs.claim_next(60)) is not None:
+            claimed.append(job.id)
+        return claimed
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        claims = list(pool.map(claim_all, workers))
+    every = [job for claimed in claims for job in claimed]
+    assert len(every) == len(set(every)) == 40

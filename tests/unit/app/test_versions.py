@@ -1,5 +1,6 @@
-"""Document versions in the store: the indexed version answers until the next one is indexed, then the index
-swaps them in one generation; failures and quick re-uploads leave the right version answering."""
+"""Document versions in the store (SQLite and PostgreSQL): the indexed version answers until the next one is
+indexed, then the index swaps them in one generation; failures and quick re-uploads leave the right version
+answering."""
 
 from __future__ import annotations
 
@@ -12,11 +13,12 @@ import pytest
 from app.errors import Conflict, DocumentNotFound
 from app.sqlite_store import SQLiteStore
 from app.store import NewChunk, Store
+from tests.unit.app.conftest import StoreOpener
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Store:
-    return SQLiteStore(tmp_path / "db.sqlite3")
+def store(open_store_under_test: StoreOpener) -> Store:
+    return open_store_under_test()
 
 
 def chunks(*texts: str) -> list[NewChunk]:
@@ -93,7 +95,7 @@ def test_same_bytes_are_a_duplicate_and_put_checks_its_document(store: Store) ->
         store.add_version("nope", "travel.md", "md", "v3", 10)
 
 
-def test_a_database_from_before_versions_is_upgraded_in_place(tmp_path: Path) -> None:
+def test_a_sqlite_database_from_before_versions_is_upgraded_in_place(tmp_path: Path) -> None:
     path = tmp_path / "db.sqlite3"
     old = sqlite3.connect(path)
     old.executescript(BEFORE_VERSIONS)

@@ -1,4 +1,4 @@
-"""The SQLite store: documents, tags, chunks, deletes, reopening, its connections."""
+"""The store, on SQLite and on PostgreSQL: documents, tags, chunks, deletes, reopening; SQLite's connections."""
 
 from __future__ import annotations
 
@@ -11,11 +11,12 @@ import pytest
 
 from app.sqlite_store import SQLiteStore
 from app.store import NewChunk, Store
+from tests.unit.app.conftest import StoreOpener
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Store:
-    return SQLiteStore(tmp_path / "db.sqlite3")
+def store(open_store_under_test: StoreOpener) -> Store:
+    return open_store_under_test()
 
 
 def chunk(position: int, text: str) -> NewChunk:
@@ -69,13 +70,12 @@ def test_chunks_for_a_deleted_document_are_not_stored(store: Store) -> None:
     assert store.chunk_ids() == set()
 
 
-def test_everything_survives_reopening(tmp_path: Path) -> None:
-    path = tmp_path / "db.sqlite3"
-    store = SQLiteStore(path)
+def test_everything_survives_reopening(open_store_under_test: StoreOpener) -> None:
+    store = open_store_under_test()
     doc, _ = store.add_document("a.txt", "txt", "h-a", 1)
     store.replace_chunks(doc.id, [chunk(0, "kept")])
     store.close()
-    reopened = SQLiteStore(path)
+    reopened = open_store_under_test()
     assert reopened.get_document(doc.id).filename == "a.txt"
     ids, vectors = reopened.chunk_vectors(sorted(reopened.chunk_ids()))
     assert vectors.shape == (1, 4) and len(ids) == 1
