@@ -27,7 +27,7 @@ class Models:
 
 def load_models(settings: Settings) -> Models:
     return Models(
-        embedder=build_embedder(settings.embedding),
+        embedder=build_embedder(settings.embedding, settings.storage.model_cache_dir),
         generator=build_generator(settings.generator, settings.storage.model_cache_dir),
         reranker=build_reranker(settings),
     )

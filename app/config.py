@@ -104,6 +104,9 @@ class EmbeddingSettings(Section):
     # fake: hashed word counts, no model; for tests and for working on the API and the chat page.
     backend: Literal["sentence-transformers", "fake"] = "sentence-transformers"
     model: str = "packaged:all-MiniLM-L6-v2"
+    # sentence-transformers: torch, or ONNX Runtime (exported once into storage.model_cache_dir); onnx-int8 with
+    # 8-bit weights. A store's vectors come from one of them: changing it needs a new data dir.
+    runtime: Literal["torch", "onnx", "onnx-int8"] = "torch"
     batch_size: int = Field(32, gt=0)
     device: str = "cpu"
 

@@ -57,9 +57,9 @@ def report(results: dict[str, Any]) -> str:
         parts.append("## 32 questions at once\n")
         rows = [{"backend": name, **values["concurrency"]} for name, values in service["backends"].items()]
         parts.append(markdown_table(rows, ["backend", "questions", "seconds", "per_second", "errors"]))
-        ingest = service["ingest"]
         parts.append("## Ingestion (the Python docs manual, upload to indexed) against a raw encode of its chunks\n")
-        parts.append(markdown_table([ingest], list(ingest)))
+        rows = [{"runtime": runtime, **values} for runtime, values in service["ingest"].items()]
+        parts.append(markdown_table(rows, list(rows[0])))
     if "vectors" in results:
         parts.append("## Vector search on synthetic 384-d vectors (one query at a time)\n")
         rows = [

@@ -1,6 +1,6 @@
 """The running service, one per generator backend (real API and worker processes, each over its own data dir):
 /ask latency per stage on the project's policy set against raw in-process embed + search, 32 concurrent
-questions, and ingestion speed against a raw `encode` of the same chunks."""
+questions; and ingestion speed per embedding runtime against a raw `encode` of the same chunks."""
 
 from __future__ import annotations
 
@@ -28,7 +28,8 @@ POLICIES = REPO / "evaluation" / "data" / "policies"
 MANUAL = REPO / "evaluation" / "data" / "python_docs"  # 17 HTML pages: the ingestion load
 QUESTIONS = 24  # the policy set's first questions (answerable and not, as the file mixes them)
 CONCURRENT = 32
-RETRIEVAL_STAGES = ("embed", "search", "fuse", "rerank")  # what /ask reports of the retrieval it did
+RETRIEVAL_STAGES = ("embed", "search", "fuse", "rerank")
+RUNTIMES = ("torch", "onnx-int8")  # embedding.runtime, for ingestion  # what /ask reports of the retrieval it did
 
 
 class ServiceProcesses:
@@ -45,6 +46,7 @@ class ServiceProcesses:
             "RAG_STORAGE__DATA_DIR": str(data_dir),
             "RAG_SERVER__PORT": str(self.port),
             "RAG_INGEST__POLL_SECONDS": "0.1",
+            "RAG_INGEST__METRICS_PORT": "0",
             **env,
         }
         self.commands = {"worker": [worker_python, "-m", "ingest"], "api": [sys.executable, "-m", "app"]}
@@ -117,7 +119,7 @@ def ask_latency(clients: dict[str, httpx.Client], questions: list[str]) -> dict[
 def raw_retrieval_ms(settings: Settings, questions: list[str]) -> list[float]:
     """Embed + dense and BM25 search + fusion in this process, over the same data dir: what /ask adds to it is HTTP,
     JSON and the API's own work."""
-    embedder = build_embedder(settings.embedding)
+    embedder = build_embedder(settings.embedding, settings.storage.model_cache_dir)
     retriever = build_retriever(settings, open_store(settings.storage), embedder)
     retriever.search(questions[0], settings.retrieval.top_k)  # loads the index generation
     times = []
@@ -147,14 +149,14 @@ def concurrency(client: httpx.Client, questions: list[str]) -> dict[str, float]:
     }
 
 
-def raw_encode_chunks_s(settings: Settings) -> tuple[int, float]:
-    """The embedder alone over the chunks the worker indexed: (chunks, chunks per second)."""
+def raw_encode_chunks_s(settings: Settings) -> float:
+    """The embedder alone over the chunks the worker indexed, in chunks per second."""
     _, texts = open_store(settings.storage).chunk_texts()
-    embedder = build_embedder(settings.embedding)
+    embedder = build_embedder(settings.embedding, settings.storage.model_cache_dir)
     embedder.embed(texts[:32])  # warm-up
     started = time.perf_counter()
     embedder.embed(texts)
-    return len(texts), len(texts) / (time.perf_counter() - started)
+    return len(texts) / (time.perf_counter() - started)
 
 
 def run(root: Path, worker_python: str, backends: list[str]) -> dict[str, Any]:
@@ -181,19 +183,26 @@ def run(root: Path, worker_python: str, backends: list[str]) -> dict[str, Any]:
                 "ask_retrieval_over_raw": percentile(stages["retrieval"], 50) / percentile(raw, 50),
                 "concurrency": concurrency(clients[backend], questions),
             }
-        first = backends[0]
-        chunks, seconds = upload_folder(clients[first], MANUAL / "documents")
-        encoded, raw_rate = raw_encode_chunks_s(Settings().with_data_dir(services[first].data_dir))
-        results["ingest"] = {
-            "documents": len(list((MANUAL / "documents").iterdir())),
-            "chunks": chunks,
-            "seconds": seconds,
-            "chunks_s": chunks / seconds,
-            "raw_encode_chunks_s": raw_rate,
-            "ingest_over_raw": chunks / seconds / raw_rate,
-            "encoded_chunks": encoded,
-        }
     finally:
         for service in services.values():
             service.__exit__()
+    results["ingest"] = {runtime: ingest(root / f"ingest-{runtime}", worker_python, runtime) for runtime in RUNTIMES}
     return results
+
+
+def ingest(data_dir: Path, worker_python: str, runtime: str) -> dict[str, float]:
+    """The manual uploaded to a fresh service embedding with `runtime`, until indexed; and a raw `encode`."""
+    env = {"RAG_EMBEDDING__RUNTIME": runtime, "RAG_GENERATOR__BACKEND": "fake"}  # no generator: not asked
+    with ServiceProcesses(data_dir, worker_python, env) as service, httpx.Client(base_url=service.url) as client:
+        chunks, seconds = upload_folder(client, MANUAL / "documents")
+    settings = Settings().with_data_dir(data_dir)
+    settings = settings.model_copy(update={"embedding": settings.embedding.model_copy(update={"runtime": runtime})})
+    raw_rate = raw_encode_chunks_s(settings)
+    return {
+        "documents": len(list((MANUAL / "documents").iterdir())),
+        "chunks": chunks,
+        "seconds": seconds,
+        "chunks_s": chunks / seconds,
+        "raw_encode_chunks_s": raw_rate,
+        "ingest_over_raw": chunks / seconds / raw_rate,
+    }

@@ -204,7 +204,7 @@ def run_eval(
 ) -> list[ModeResult]:
     """Ingest into `data_dir` (a fresh folder) and evaluate each retrieval mode on the same index and models."""
     base = (settings or Settings()).with_data_dir(data_dir)
-    embedder = build_embedder(base.embedding)
+    embedder = build_embedder(base.embedding, base.storage.model_cache_dir)
     store = ingest(eval_set, base, embedder)
     generator = None if retrieval_only else build_generator(base.generator, base.storage.model_cache_dir)
     reranker = build_reranker(base)

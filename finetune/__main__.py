@@ -84,7 +84,7 @@ def run_data(args: argparse.Namespace, settings: Settings) -> None:
     if args.labels:
         labels = {result.id: result.label for result in read_jsonl(args.labels, ProbeResult)}
     store = existing_store(settings)
-    retriever = build_retriever(settings, store, build_embedder(settings.embedding))
+    retriever = build_retriever(settings, store, build_embedder(settings.embedding, settings.storage.model_cache_dir))
     pairs = load_pairs(args.pairs)
     examples = build_examples(
         pairs,
@@ -117,7 +117,7 @@ def run_reader_data(args: argparse.Namespace, settings: Settings) -> None:
     if args.labels:
         labels = {result.id: result.label for result in read_jsonl(args.labels, ProbeResult)}
     template = load_template(settings.generator.prompt_template)
-    embedder = build_embedder(settings.embedding)
+    embedder = build_embedder(settings.embedding, settings.storage.model_cache_dir)
     train_set, held_out = [], []
     for corpus in args.corpus:
         with tempfile.TemporaryDirectory(prefix="docqa-reader-") as data_dir:

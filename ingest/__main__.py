@@ -34,7 +34,7 @@ def main() -> None:
                 settings.ingest.metrics_host, settings.ingest.metrics_port, exc,
             )  # fmt: skip
     try:
-        Worker(settings, store, build_embedder(settings.embedding), metrics).run(stop)
+        Worker(settings, store, build_embedder(settings.embedding, settings.storage.model_cache_dir), metrics).run(stop)
     except ModelUnavailable as exc:  # a configuration to fix, not a bug: the message, without a traceback
         raise SystemExit(f"the worker cannot start: {exc}") from None
     finally:

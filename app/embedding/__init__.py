@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -18,13 +19,14 @@ class Embedder(Protocol):
         ...
 
 
-def build_embedder(settings: EmbeddingSettings) -> Embedder:
-    """The embedder `settings.backend` names; each backend's imports are paid only when it is chosen."""
+def build_embedder(settings: EmbeddingSettings, cache_dir: Path | None = None) -> Embedder:
+    """The embedder `settings.backend` names; each backend's imports are paid only when it is chosen.
+    `cache_dir` (storage.model_cache_dir) keeps what a model needs made once, e.g. its ONNX export."""
     match settings.backend:
         case "sentence-transformers":
             from app.embedding.sentence_transformers_backend import SentenceTransformersEmbedder
 
-            return SentenceTransformersEmbedder(settings)
+            return SentenceTransformersEmbedder(settings, cache_dir)
         case "fake":
             from app.embedding.fake import FakeEmbedder
 

@@ -43,17 +43,18 @@ def test_kills_lose_nothing_acknowledged_and_index_nothing_twice(tmp_path: Path)
             uploading.join(300)
             assert not uploading.is_alive()
 
-            kills = 0
-            batch = 12
+            kills, batch = 0, 12
             while kills < KILLS:
+                assert batch < 12 + 3 * 4 * KILLS, "the worker was never caught holding a batch"
                 upload_all(client, range(batch, batch + 3), acknowledged)
                 batch += 3
-                # Kill the worker at a random moment while it holds a batch: parsing, embedding, indexing, finishing.
-                wait_until(lambda: processing(client), 120, "a document being processed")
-                time.sleep(rng.uniform(0.0, 1.5))
-                service.kill("worker")
-                kills += 1
-                service.start("worker")
+                # Kill the worker at a random moment while it holds a batch: parsing, embedding, indexing,
+                # finishing. A batch done before it was seen is not a kill: more documents come next round.
+                if wait_for_processing(client, 30):
+                    time.sleep(rng.uniform(0.0, 0.5))
+                    service.kill("worker")
+                    kills += 1
+                    service.start("worker")
 
             def all_indexed() -> bool:
                 return {d["status"] for d in client.get("/documents").json()["documents"]} == {"indexed"}
@@ -83,8 +84,14 @@ def upload_all(client: httpx.Client, numbers: range, acknowledged: dict[str, str
             time.sleep(0.3)
 
 
-def processing(client: httpx.Client) -> bool:
-    try:
-        return any(d["status"] == "processing" for d in client.get("/documents").json()["documents"])
-    except httpx.TransportError:
-        return False
+def wait_for_processing(client: httpx.Client, timeout: float) -> bool:
+    """True once a document is being processed; False if every one is done first, or after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        statuses = {d["status"] for d in client.get("/documents").json()["documents"]}
+        if "processing" in statuses:
+            return True
+        if statuses <= {"indexed", "failed"}:
+            return False
+        time.sleep(0.05)
+    return False
