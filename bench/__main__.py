@@ -1,6 +1,7 @@
 """`make bench`: speed and memory figures, each next to what it is compared with, measured in one run.
 
-    .venv-api/bin/python -m bench [--only generation,service,vectors,isolation] [--backends llama-cpp,transformers]
+    .venv-api/bin/python -m bench [--only generation,service,vectors,isolation,batches]
+                                  [--backends llama-cpp,transformers]
 
 Writes bench/results/results.md and results.json (the README's table comes from them); with --only, the
 sections run replace theirs and the others are kept."""
@@ -21,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from app.config import Settings  # noqa: E402
 from evaluation.metrics import markdown_table  # noqa: E402
 
-SECTIONS = ["generation", "service", "vectors", "isolation"]
+SECTIONS = ["generation", "service", "vectors", "isolation", "batches"]
 
 
 def report(results: dict[str, Any]) -> str:
@@ -80,6 +81,13 @@ def report(results: dict[str, Any]) -> str:
             for name, values in results["isolation"].items()
         ]
         parts.append(markdown_table(rows, list(rows[0])))
+    if "batches" in results:
+        parts.append(
+            "## One batch (16 documents, 800 chunks) stored and indexed, as the corpus grows\n\n"
+            "Seconds for the store writes and the new index generation (parsing and embedding excluded).\n"
+        )
+        rows = [{"corpus_chunks": size, **values} for size, values in results["batches"].items()]
+        parts.append(markdown_table(rows, list(rows[0])))
     return "\n".join(parts)
 
 
@@ -89,6 +97,9 @@ def main() -> None:
     parser.add_argument("--backends", type=lambda s: s.split(","), default=["llama-cpp", "transformers"])
     parser.add_argument("--worker-python", default=".venv-worker/bin/python", help="the worker's environment")
     parser.add_argument("--vector-sizes", type=lambda s: [int(n) for n in s.split(",")], default=[100_000, 1_000_000])
+    parser.add_argument(
+        "--batch-corpus-sizes", type=lambda s: [int(n) for n in s.split(",")], default=[10_000, 100_000, 300_000]
+    )
     parser.add_argument("--out", type=Path, default=Path("bench/results"))
     args = parser.parse_args()
     machine = f"{platform.machine()}, {os.cpu_count()} cores"
@@ -111,6 +122,11 @@ def main() -> None:
 
         with tempfile.TemporaryDirectory(prefix="bench-") as root:
             results["isolation"] = isolation.run(Path(root), args.worker_python)
+    if "batches" in args.only:
+        from bench import batches
+
+        with tempfile.TemporaryDirectory(prefix="bench-") as root:
+            results["batches"] = batches.run(Path(root), args.batch_corpus_sizes)
     args.out.mkdir(parents=True, exist_ok=True)
     saved = args.out / "results.json"
     if set(args.only) != set(SECTIONS) and saved.exists():  # a partial run updates its sections only
