@@ -70,6 +70,11 @@ def corrupt_docx() -> bytes:
     return b"PK\x03\x04" + bytes(range(256)) * 8
 
 
+def meeting_room(n: int) -> bytes:
+    """One of many small, distinct documents (for tests that upload dozens)."""
+    return f"# Room {n}\n\nMeeting room {n} is on floor {n % 7} and seats {n + 3} people.\n".encode()
+
+
 def fake_zip(names: dict[str, bytes], compression: int = zipfile.ZIP_STORED) -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", compression=compression) as archive:

@@ -10,13 +10,10 @@ from pathlib import Path
 
 import httpx
 
+from tests.documents import meeting_room
 from tests.e2e.conftest import RunningService, wait_until
 
 KILLS = 10
-
-
-def room(n: int) -> bytes:
-    return f"# Room {n}\n\nMeeting room {n} is on floor {n % 7} and seats {n + 3} people.\n".encode()
 
 
 def test_kills_lose_nothing_acknowledged_and_index_nothing_twice(tmp_path: Path) -> None:
@@ -74,7 +71,7 @@ def upload_all(client: httpx.Client, numbers: range, acknowledged: dict[str, str
     for n in numbers:
         while True:
             try:
-                response = client.post("/documents", files={"files": (f"room_{n}.md", room(n))})
+                response = client.post("/documents", files={"files": (f"room_{n}.md", meeting_room(n))})
             except httpx.TransportError:  # the API is down: try again, as a client would
                 time.sleep(0.3)
                 continue

@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.documents import meeting_room
 from tests.e2e.conftest import REPO, WORKER_PYTHON, RunningService, free_port, wait_until
 from tests.postgres import new_database, postgres_cluster
 
@@ -23,10 +24,6 @@ DOCUMENTS = 40
 def database_url() -> Iterator[str]:
     with postgres_cluster() as server:
         yield new_database(server)
-
-
-def room(n: int) -> bytes:
-    return f"# Room {n}\n\nMeeting room {n} is on floor {n % 7} and seats {n + 3} people.\n".encode()
 
 
 def test_two_workers_and_two_apis_index_every_document_exactly_once(tmp_path: Path, database_url: str) -> None:
@@ -62,7 +59,7 @@ def test_two_workers_and_two_apis_index_every_document_exactly_once(tmp_path: Pa
         uploaded = {}
         for n in range(DOCUMENTS):
             api = apis[n % 2]  # half through each API
-            (doc,) = api.post("/documents", files={"files": (f"room_{n}.md", room(n))}).json()["documents"]
+            (doc,) = api.post("/documents", files={"files": (f"room_{n}.md", meeting_room(n))}).json()["documents"]
             uploaded[doc["filename"]] = doc["id"]
             if n == DOCUMENTS // 2:  # mid-way, one worker dies in the middle of whatever it holds
                 wait_until(lambda: processing(apis[0]), 60, "a document being processed")

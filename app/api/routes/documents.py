@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Query, Response, UploadFile
 from fastapi.responses import JSONResponse
@@ -25,17 +25,20 @@ from app.uploads import accept_upload, parse_collection, parse_tags
 
 router = APIRouter(prefix="/documents", tags=["documents"])
 
+# What an upload may answer besides 202: a key's refusal, too large, not a document, empty.
+UPLOAD_ERRORS: dict[int | str, dict[str, Any]] = {
+    **AUTH_ERRORS,
+    413: {"model": ErrorResponse},
+    415: {"model": ErrorResponse},
+    422: {"model": ErrorResponse},
+}
+
 
 @router.post(
     "",
     status_code=202,
     response_model=UploadResponse,
-    responses={
-        **AUTH_ERRORS,
-        413: {"model": ErrorResponse},
-        415: {"model": ErrorResponse},
-        422: {"model": ErrorResponse},
-    },
+    responses=UPLOAD_ERRORS,
     summary="Upload one or more documents (multipart field `files`)",
 )
 def upload_documents(
@@ -95,14 +98,7 @@ def _uploaded(doc: Document, outcome: UploadOutcome) -> UploadedFile:
     "/{document_id}",
     status_code=202,
     response_model=UploadedFile,
-    responses={
-        **AUTH_ERRORS,
-        404: {"model": ErrorResponse},
-        409: {"model": ErrorResponse},
-        413: {"model": ErrorResponse},
-        415: {"model": ErrorResponse},
-        422: {"model": ErrorResponse},
-    },
+    responses={**UPLOAD_ERRORS, 404: {"model": ErrorResponse}, 409: {"model": ErrorResponse}},
     summary="Upload a new version of a document (multipart field `file`)",
 )
 def put_document(
