@@ -1,124 +1,212 @@
-"""The embedded index: numbered generations of FAISS (dense) + BM25 (lexical) files, written atomically by the
-worker (FaissIndexWriter) and swapped in by the API without a restart (FaissLiveIndex)."""
+"""The embedded index: immutable segments (the FAISS vectors and BM25 postings of some chunks) and numbered
+generations, each a manifest naming its segments and the rows deleted from them. The worker (FaissIndexWriter)
+adds one segment per batch and merges small ones, so a batch costs about what it holds, not the corpus; the API
+(FaissLiveIndex) loads only the segments it has not seen yet."""
 
 from __future__ import annotations
 
 import fcntl
+import json
 import logging
+import math
 import os
 import re
 import shutil
 import threading
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import faiss
 import numpy as np
 
 from app.index import Hit
-from app.lexical import LexicalIndex
+from app.lexical import Postings, bm25_scores
 from app.store import Store
 
 log = logging.getLogger(__name__)
 
-# The FAISS file is renamed into place last: its presence marks a complete generation.
-GENERATION_FILE = re.compile(r"^index-(\d{8})\.faiss$")
+# A manifest is renamed into place last: its presence marks a complete generation.
+MANIFEST = re.compile(r"^generation-(\d{8})\.json$")
+MERGE_FACTOR = 8  # this many segments of one size tier (rows between 8^t and 8^(t+1)) are merged into one
+PURGE_SHARE = 0.3  # a segment with this share of deleted rows is rewritten without them
 
 
-def new_index(dim: int) -> faiss.IndexIDMap2:
-    # Inner product on normalized vectors is cosine similarity; IDMap2 keeps chunk ids as FAISS ids.
-    return faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
+@dataclass
+class Segment:
+    """Rows of chunks, written once: row i holds chunk ids[i]'s vector and BM25 postings."""
+
+    name: str
+    ids: np.ndarray
+    vectors: faiss.IndexFlatIP  # inner product on normalized vectors is cosine similarity
+    postings: Postings
+    _order: np.ndarray = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._order = np.argsort(self.ids, kind="stable")
+
+    def rows_of(self, chunk_ids: np.ndarray) -> np.ndarray:
+        """The rows holding any of `chunk_ids`."""
+        if len(self.ids) == 0 or len(chunk_ids) == 0:
+            return np.empty(0, dtype=np.int64)
+        ordered = self.ids[self._order]
+        at = np.minimum(np.searchsorted(ordered, chunk_ids), len(ordered) - 1)
+        return np.sort(self._order[at[ordered[at] == chunk_ids]])
 
 
-def index_ids(index: faiss.IndexIDMap2) -> set[int]:
-    return set(faiss.vector_to_array(index.id_map).tolist())
+def _dense_hits(segment: Segment, query: np.ndarray, k: int, rows: np.ndarray | None, dead: np.ndarray) -> list[Hit]:
+    """Best `k` rows among `rows` (default: all) that are not `dead`."""
+    if rows is not None:
+        rows = np.setdiff1d(rows, dead)
+        candidates = len(rows)
+        selector: Any = faiss.IDSelectorBatch(rows) if candidates else None
+    else:
+        candidates = segment.vectors.ntotal - len(dead)
+        inner = faiss.IDSelectorBatch(dead) if len(dead) else None
+        selector = faiss.IDSelectorNot(inner) if inner is not None else None
+    if candidates <= 0:
+        return []
+    params = faiss.SearchParameters(sel=selector) if selector is not None else None  # type: ignore[call-arg]
+    scores, found = segment.vectors.search(query, min(k, candidates), params=params)
+    return [
+        Hit(int(segment.ids[row]), float(score)) for row, score in zip(found[0], scores[0], strict=True) if row >= 0
+    ]
 
 
 @dataclass(frozen=True)
 class Snapshot:
-    """One generation: the dense and the lexical index over the same chunks."""
+    """One generation: its segments and, for each, the rows deleted since it was written."""
 
     generation: int
-    dense: faiss.IndexIDMap2
-    lexical: LexicalIndex
+    segments: tuple[Segment, ...]
+    deleted: tuple[np.ndarray, ...]  # rows, per segment
 
     @property
     def size(self) -> int:
-        return self.dense.ntotal
+        return sum(len(s.ids) - len(d) for s, d in zip(self.segments, self.deleted, strict=True))
+
+    def chunk_ids(self) -> set[int]:
+        live = [np.delete(s.ids, d) for s, d in self._parts()]
+        return set(np.concatenate(live).tolist()) if live else set()
+
+    def _parts(self) -> list[tuple[Segment, np.ndarray]]:
+        return list(zip(self.segments, self.deleted, strict=True))
+
+    def _rows(self, segment: Segment, allowed: set[int] | None) -> np.ndarray | None:
+        return None if allowed is None else segment.rows_of(np.fromiter(allowed, dtype=np.int64))
 
     def dense_search(self, vector: np.ndarray, k: int, allowed: set[int] | None = None) -> list[Hit]:
-        if self.dense.ntotal == 0 or k <= 0:
+        if k <= 0:
             return []
-        params = None
-        if allowed is not None:
-            if not allowed:
-                return []
-            selector = faiss.IDSelectorBatch(np.fromiter(allowed, dtype=np.int64))
-            params = faiss.SearchParameters(sel=selector)  # type: ignore[call-arg]  # SWIG takes it; its stub not
         query = vector.reshape(1, -1).astype(np.float32)
-        scores, ids = self.dense.search(query, min(k, self.dense.ntotal), params=params)
-        return [Hit(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i != -1]
+        hits = [hit for s, d in self._parts() for hit in _dense_hits(s, query, k, self._rows(s, allowed), d)]
+        return sorted(hits, key=lambda hit: -hit.score)[:k]
 
     def lexical_search(self, query: str, k: int, allowed: set[int] | None = None) -> list[Hit]:
-        return [Hit(chunk_id, score) for chunk_id, score in self.lexical.search(query, k, allowed)]
+        """BM25 with document frequencies over every segment (deleted rows count until merged away, as in
+        Lucene)."""
+        if k <= 0:
+            return []
+        hits = []
+        all_scores = bm25_scores(query, [s.postings for s in self.segments])
+        for (segment, dead), scores in zip(self._parts(), all_scores, strict=True):
+            scores[dead] = 0
+            rows = self._rows(segment, allowed)
+            if rows is not None:
+                kept = np.zeros_like(scores)
+                kept[rows] = scores[rows]
+                scores = kept
+            best = _top(scores, k)
+            hits += [Hit(int(segment.ids[row]), float(scores[row])) for row in best if scores[row] > 0]
+        return sorted(hits, key=lambda hit: -hit.score)[:k]
 
     def similarities(self, vector: np.ndarray, chunk_ids: list[int]) -> dict[int, float]:
-        if not chunk_ids:
-            return {}
-        vectors = self.dense.reconstruct_batch(np.asarray(chunk_ids, dtype=np.int64))
-        return dict(zip(chunk_ids, (vectors @ vector.astype(np.float32)).tolist(), strict=True))
+        wanted, found = np.asarray(chunk_ids, dtype=np.int64), dict[int, float]()
+        for segment, dead in self._parts():
+            rows = np.setdiff1d(segment.rows_of(wanted), dead)
+            if len(rows):
+                scores = segment.vectors.reconstruct_batch(rows) @ vector.astype(np.float32)
+                found.update(zip(segment.ids[rows].tolist(), scores.tolist(), strict=True))
+        return {chunk_id: found[chunk_id] for chunk_id in chunk_ids if chunk_id in found}
 
 
-def _faiss_path(index_dir: Path, generation: int) -> Path:
-    return index_dir / f"index-{generation:08d}.faiss"
+def _top(scores: np.ndarray, k: int) -> np.ndarray:
+    """Positions of the `k` highest scores, highest first."""
+    if len(scores) > k:
+        candidates = np.argpartition(-scores, k)[:k]
+        return candidates[np.argsort(-scores[candidates], kind="stable")]
+    return np.argsort(-scores, kind="stable")
 
 
-def _lexical_path(index_dir: Path, generation: int) -> Path:
-    return index_dir / f"bm25-{generation:08d}"
+# Files
+
+
+def _manifest_path(index_dir: Path, generation: int) -> Path:
+    return index_dir / f"generation-{generation:08d}.json"
 
 
 def latest_generation(index_dir: Path) -> int | None:
     """The newest complete generation."""
     if not index_dir.is_dir():
         return None
-    generations = [int(m.group(1)) for name in os.listdir(index_dir) if (m := GENERATION_FILE.match(name))]
+    generations = [int(m.group(1)) for name in os.listdir(index_dir) if (m := MANIFEST.match(name))]
     return max(generations, default=None)
 
 
-def read_generation(index_dir: Path, generation: int) -> Snapshot:
-    # read_index returns the concrete class it wrote, IndexIDMap2; its stub says Index.
-    dense = cast(faiss.IndexIDMap2, faiss.read_index(str(_faiss_path(index_dir, generation))))
-    lexical_dir = _lexical_path(index_dir, generation)
-    lexical = LexicalIndex.load(lexical_dir) if lexical_dir.is_dir() else LexicalIndex.build(np.empty(0), [])
-    return Snapshot(generation, dense, lexical)
+def _read_manifest(index_dir: Path, generation: int) -> dict[str, Any]:
+    return cast(dict[str, Any], json.loads(_manifest_path(index_dir, generation).read_text()))
 
 
-def has_lexical(index_dir: Path, generation: int) -> bool:
-    return _lexical_path(index_dir, generation).is_dir()
+def read_segment(index_dir: Path, name: str) -> Segment:
+    folder = index_dir / name
+    vectors = cast(faiss.IndexFlatIP, faiss.read_index(str(folder / "vectors.faiss")))
+    return Segment(name, np.load(folder / "ids.npy"), vectors, Postings.load(folder))
 
 
-def write_generation(index_dir: Path, dense: faiss.IndexIDMap2, lexical: LexicalIndex, keep: int = 2) -> int:
-    """Write the next generation (temp names, fsync, rename; FAISS last) and prune old ones."""
-    index_dir.mkdir(parents=True, exist_ok=True)
-    generation = (latest_generation(index_dir) or 0) + 1
-    lexical_final = _lexical_path(index_dir, generation)
-    lexical_temp = lexical_final.with_name(lexical_final.name + ".tmp")
-    shutil.rmtree(lexical_temp, ignore_errors=True)
-    shutil.rmtree(lexical_final, ignore_errors=True)  # a leftover of a crash before its FAISS file landed
-    lexical.save(lexical_temp)
-    for path in lexical_temp.iterdir():
+def write_segment(index_dir: Path, name: str, ids: np.ndarray, vectors: np.ndarray, postings: Postings) -> Segment:
+    final = index_dir / name
+    temp = final.with_name(name + ".tmp")
+    for leftover in (temp, final):  # of a write whose generation never landed: no manifest names it
+        shutil.rmtree(leftover, ignore_errors=True)
+    temp.mkdir(parents=True)
+    dense = faiss.IndexFlatIP(vectors.shape[1])
+    dense.add(np.ascontiguousarray(vectors, dtype=np.float32))
+    np.save(temp / "ids.npy", ids)
+    faiss.write_index(dense, str(temp / "vectors.faiss"))
+    postings.save(temp)
+    for path in temp.iterdir():
         _fsync(path)
-    os.replace(lexical_temp, lexical_final)
-    final = _faiss_path(index_dir, generation)
+    os.replace(temp, final)
+    return Segment(name, ids, dense, postings)
+
+
+def read_generation(index_dir: Path, generation: int, loaded: dict[str, Segment] | None = None) -> Snapshot:
+    """A generation's snapshot; segments found in `loaded` are reused, not read again."""
+    manifest, loaded = _read_manifest(index_dir, generation), loaded or {}
+    segments = tuple(
+        loaded.get(entry["name"]) or read_segment(index_dir, entry["name"]) for entry in manifest["segments"]
+    )
+    deleted = tuple(
+        s.rows_of(np.asarray(entry["deleted"], dtype=np.int64))
+        for s, entry in zip(segments, manifest["segments"], strict=True)
+    )
+    return Snapshot(generation, segments, deleted)
+
+
+def write_generation(index_dir: Path, snapshot: Snapshot, changes: int, keep: int = 2) -> None:
+    """Write `snapshot`'s manifest (its segments are written already), then prune what no kept generation uses."""
+    entries = [
+        {"name": s.name, "deleted": s.ids[d].tolist()} for s, d in zip(snapshot.segments, snapshot.deleted, strict=True)
+    ]
+    final = _manifest_path(index_dir, snapshot.generation)
     temp = final.with_name(final.name + ".tmp")
-    faiss.write_index(dense, str(temp))
+    temp.write_text(json.dumps({"segments": entries, "changes": changes}))
     _fsync(temp)
     os.replace(temp, final)
     _fsync(index_dir)
-    _prune(index_dir, generation - keep)
-    log.info("wrote index generation %d with %d chunks", generation, dense.ntotal)
-    return generation
+    _prune(index_dir, snapshot.generation - keep)
+    log.info("wrote index generation %d: %d chunks in %d segments", snapshot.generation, snapshot.size, len(entries))
 
 
 def _fsync(path: Path) -> None:
@@ -130,9 +218,15 @@ def _fsync(path: Path) -> None:
 
 
 def _prune(index_dir: Path, up_to: int) -> None:
+    """Remove generations up to `up_to`, segments no remaining generation names, leftovers of crashed writes and
+    the files of the layout before segments (index-N.faiss, bm25-N)."""
+    kept = [g for name in os.listdir(index_dir) if (m := MANIFEST.match(name)) and (g := int(m.group(1))) > up_to]
+    used = {entry["name"] for g in kept for entry in _read_manifest(index_dir, g)["segments"]}
     for path in index_dir.iterdir():
-        m = re.match(r"^(?:index|bm25)-(\d{8})", path.name)
-        if not (path.name.endswith(".tmp") or (m and int(m.group(1)) <= up_to)):
+        m = MANIFEST.match(path.name)
+        old = (m and int(m.group(1)) <= up_to) or re.match(r"^(index|bm25)-\d{8}", path.name)
+        unused = path.name.startswith("segment-") and path.name not in used
+        if not (path.name.endswith(".tmp") or old or unused):
             continue
         if path.is_dir():
             shutil.rmtree(path, ignore_errors=True)
@@ -155,8 +249,9 @@ class FaissLiveIndex:
             return snapshot
         with self._lock:
             if self._snapshot is None or self._snapshot.generation != latest:
+                loaded = {s.name: s for s in self._snapshot.segments} if self._snapshot else {}
                 try:
-                    self._snapshot = read_generation(self.index_dir, latest)
+                    self._snapshot = read_generation(self.index_dir, latest, loaded)
                 except (RuntimeError, FileNotFoundError):
                     # Pruned by the worker between listing and reading: a newer one exists, keep ours.
                     log.warning("index generation %d vanished while loading", latest)
@@ -166,47 +261,129 @@ class FaissLiveIndex:
 
 
 class FaissIndexWriter:
-    """Keeps the newest generation equal to the chunks in the store. Workers sharing the folder (several on one
-    machine, over a PostgreSQL store) take turns through a file lock, each starting from the newest generation."""
+    """Keeps the newest generation equal to the chunks in the store. After a first full comparison it reads only
+    the store's chunk changes since its last generation. Workers sharing the folder (several on one machine, over
+    a PostgreSQL store) take turns through a file lock; one that finds another's generation compares in full."""
 
     def __init__(self, index_dir: Path, dim: int, keep: int = 2) -> None:
         self.index_dir, self.dim, self.keep = index_dir, dim, keep
-        self._dense: faiss.IndexIDMap2 | None = None  # the generation this writer wrote last, kept in memory
-        self._generation: int | None = None
+        self._snapshot: Snapshot | None = None  # the generation this writer wrote last
+        self._changes = 0  # the store's chunk change that generation includes
+        self._document_chunks: dict[str, set[int]] = {}  # what the generation holds of each document
 
     def sync(self, store: Store) -> int | None:
         self.index_dir.mkdir(parents=True, exist_ok=True)
         with (self.index_dir / "write.lock").open("a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, or the process dies
-            generation = self._sync(store)
-            if generation is not None:
-                self._generation = generation
-            return generation
+            return self._sync(store)
 
     def _sync(self, store: Store) -> int | None:
         latest = latest_generation(self.index_dir)
-        if self._dense is None or latest != self._generation:  # first sync, or another writer wrote since
-            self._dense, self._generation = self._read_dense(), latest
-        dense = self._dense
-        stored, indexed = store.chunk_ids(), index_ids(dense)
-        stale, missing = indexed - stored, stored - indexed
-        if not stale and not missing and latest is not None and has_lexical(self.index_dir, latest):
+        if self._snapshot is None or latest != self._snapshot.generation:  # first sync, or another writer's
+            return self._sync_everything(store, latest)
+        changes, documents = store.chunk_changes(self._changes)
+        if not documents:
             return None
-        if stale:
-            dense.remove_ids(np.fromiter(sorted(stale), dtype=np.int64))  # type: ignore[arg-type]  # SWIG converts
-        if missing:
-            ids, vectors = store.chunk_vectors(sorted(missing))
-            if len(ids):
-                dense.add_with_ids(vectors, ids)
-        # BM25 has no deletes: rebuilt from the store's texts, it matches the FAISS ids exactly.
-        lexical = LexicalIndex.build(*store.chunk_texts())
-        return write_generation(self.index_dir, dense, lexical, keep=self.keep)
+        wanted = store.newest_chunks(documents)
+        stale, missing = set(), set()
+        for document in documents:
+            before, now = self._document_chunks.pop(document, set()), set(wanted.get(document, ()))
+            stale |= before - now
+            missing |= now - before
+            if now:
+                self._document_chunks[document] = now
+        return self._write(store, self._snapshot, stale, missing, changes)
 
-    def _read_dense(self) -> faiss.IndexIDMap2:
-        generation = latest_generation(self.index_dir)
-        if generation is not None:
-            dense = read_generation(self.index_dir, generation).dense
-            if dense.d == self.dim:
-                return dense
-            log.warning("index generation %d has dimension %d, the model %d: rebuilding", generation, dense.d, self.dim)
-        return new_index(self.dim)
+    def _sync_everything(self, store: Store, latest: int | None) -> int | None:
+        changes = store.last_chunk_change()  # read first: a change made meanwhile is read again next time
+        wanted = store.newest_chunks()
+        snapshot = self._read(latest)
+        indexed = snapshot.chunk_ids()
+        self._document_chunks = {document: set(ids) for document, ids in wanted.items()}
+        wanted_ids = set().union(*self._document_chunks.values())
+        if latest is not None and indexed == wanted_ids:
+            self._snapshot, self._changes = snapshot, changes
+            return None
+        return self._write(store, snapshot, indexed - wanted_ids, wanted_ids - indexed, changes)
+
+    def _read(self, latest: int | None) -> Snapshot:
+        if latest is not None:
+            snapshot = read_generation(self.index_dir, latest)
+            if all(s.vectors.d == self.dim for s in snapshot.segments):
+                return snapshot
+            log.warning("index generation %d has another dimension than the model's %d: rebuilding", latest, self.dim)
+        old = [int(m.group(1)) for name in os.listdir(self.index_dir) if (m := re.match(r"^index-(\d{8})", name))]
+        return Snapshot(max([latest or 0, *old]), (), ())  # numbers go on from the layout before segments
+
+    def _write(self, store: Store, base: Snapshot, stale: set[int], missing: set[int], changes: int) -> int:
+        generation = base.generation + 1
+        segments, deleted = list(base.segments), list(base.deleted)
+        if stale:
+            gone = np.fromiter(stale, dtype=np.int64)
+            deleted = [np.union1d(d, s.rows_of(gone)) for s, d in zip(segments, deleted, strict=True)]
+        if missing:
+            segment = self._new_segment(store, sorted(missing), f"segment-{generation:08d}-new")
+            if segment is not None:
+                segments.append(segment)
+                deleted.append(np.empty(0, dtype=np.int64))
+        segments, deleted = _merged(self.index_dir, generation, segments, deleted)
+        snapshot = Snapshot(generation, tuple(segments), tuple(deleted))
+        write_generation(self.index_dir, snapshot, changes, keep=self.keep)
+        self._snapshot, self._changes = snapshot, changes
+        return generation
+
+    def _new_segment(self, store: Store, ids: list[int], name: str) -> Segment | None:
+        vector_ids, vectors = store.chunk_vectors(ids)
+        text_ids, texts = store.chunk_texts(ids)
+        present = np.intersect1d(vector_ids, text_ids)  # a chunk deleted between the two reads is left out
+        if len(present) == 0:
+            return None
+        by_id = dict(zip(text_ids.tolist(), texts, strict=True))
+        rows = _positions(vector_ids, present)
+        postings = Postings.build([by_id[i] for i in present.tolist()])
+        return write_segment(self.index_dir, name, present, vectors[rows], postings)
+
+
+def _positions(ids: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+    order = np.argsort(ids)
+    return order[np.searchsorted(ids[order], wanted)]
+
+
+def _tier(rows: int) -> int:
+    return math.floor(math.log(max(rows, 1), MERGE_FACTOR))
+
+
+def _merged(
+    index_dir: Path, generation: int, segments: Sequence[Segment], deleted: Sequence[np.ndarray]
+) -> tuple[list[Segment], list[np.ndarray]]:
+    """Merge each size tier that holds MERGE_FACTOR segments, and rewrite segments mostly deleted: each row is
+    rewritten about log(corpus / batch) times in all, and searches stay over a few dozen segments at most."""
+    live = [len(s.ids) - len(d) for s, d in zip(segments, deleted, strict=True)]
+    tiers: dict[int, list[int]] = {}
+    for i, rows in enumerate(live):
+        tiers.setdefault(_tier(rows), []).append(i)
+    groups = [members for members in tiers.values() if len(members) >= MERGE_FACTOR]
+    grouped = {i for members in groups for i in members}
+    groups += [[i] for i, s in enumerate(segments) if i not in grouped and len(deleted[i]) >= PURGE_SHARE * len(s.ids)]
+    if not groups:
+        return list(segments), list(deleted)
+    merged = {i for members in groups for i in members}
+    kept_segments = [s for i, s in enumerate(segments) if i not in merged]
+    kept_deleted = [d for i, d in enumerate(deleted) if i not in merged]
+    for n, members in enumerate(groups):
+        parts = [(segments[i], _alive(segments[i], deleted[i])) for i in members]
+        ids = np.concatenate([s.ids[keep] for s, keep in parts])
+        if len(ids) == 0:
+            continue
+        vectors = np.vstack([s.vectors.reconstruct_n(0, s.vectors.ntotal)[keep] for s, keep in parts])
+        postings = Postings.merge([(s.postings, keep) for s, keep in parts])
+        kept_segments.append(write_segment(index_dir, f"segment-{generation:08d}-{n}", ids, vectors, postings))
+        kept_deleted.append(np.empty(0, dtype=np.int64))
+        log.info("merged %d segments into one of %d chunks", len(members), len(ids))
+    return kept_segments, kept_deleted
+
+
+def _alive(segment: Segment, dead: np.ndarray) -> np.ndarray:
+    keep = np.ones(len(segment.ids), dtype=bool)
+    keep[dead] = False
+    return keep

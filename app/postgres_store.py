@@ -42,7 +42,8 @@ def _rows(cursor: Any) -> Callable[[Sequence[Any]], Row]:
 
 
 def _schema_exists(connection: psycopg.Connection[Row]) -> bool:
-    return connection.execute("SELECT to_regclass('meta')").fetchone()[0] is not None  # type: ignore[index]
+    # The newest table: a database an older version made gets the tables it lacks (all are IF NOT EXISTS).
+    return connection.execute("SELECT to_regclass('chunk_changes')").fetchone()[0] is not None  # type: ignore[index]
 
 
 def _placeholders(sql: str) -> str:
@@ -82,7 +83,7 @@ class PostgresDatabase:
                 )
                 with pool.connection() as connection, connection.transaction():
                     # Only when missing: DDL takes table locks that would wait on (and deadlock with) other
-                    # processes' transactions. One transaction: `meta`, created last, means all are there.
+                    # processes' transactions. One transaction: all tables or none.
                     if not _schema_exists(connection):
                         connection.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
                         if not _schema_exists(connection):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -190,6 +190,12 @@ CREATE TABLE IF NOT EXISTS api_keys (
     created_at {types.real} NOT NULL,
     revoked_at {types.real}
 );
+-- One row each time a document's chunks change, numbered in commit order: an index reads the documents changed
+-- since it last looked, so indexing a batch costs the batch, not the corpus.
+CREATE TABLE IF NOT EXISTS chunk_changes (
+    seq {types.serial},
+    document_id TEXT NOT NULL
+);
 -- Facts about the whole store, e.g. which embedder made its vectors; created last.
 CREATE TABLE IF NOT EXISTS meta (
     key TEXT PRIMARY KEY,
@@ -313,6 +319,7 @@ class SqlStore:
             deleted = db.execute("DELETE FROM documents WHERE id = ?", (doc_id,)).rowcount
             if deleted:
                 _enqueue(db, "prune", None, now)
+                _record_chunk_change(self.database, db, doc_id)
         return bool(deleted)
 
     # Chunks
@@ -351,6 +358,7 @@ class SqlStore:
                 "UPDATE documents SET chunk_count = ?, updated_at = ? WHERE id = ? AND version = ?",
                 (len(chunks), self.clock(), doc_id, version),
             )
+            _record_chunk_change(self.database, db, doc_id)
         return True
 
     def claim_embedder(self, name: str) -> str:
@@ -377,11 +385,36 @@ class SqlStore:
     def chunk_ids(self) -> set[int]:
         return {row[0] for row in self._read(f"SELECT id FROM chunks c WHERE {NEWEST_VERSION}")}
 
-    def chunk_texts(self) -> tuple[np.ndarray, list[str]]:
-        query = f"SELECT id, section, text FROM chunks c WHERE {NEWEST_VERSION} ORDER BY id"
-        rows = self._read(query)
-        ids = np.asarray([row[0] for row in rows], dtype=np.int64)
-        return ids, [searchable_text(row[1], row[2]) for row in rows]
+    def last_chunk_change(self) -> int:
+        return int(self._read("SELECT coalesce(max(seq), 0) FROM chunk_changes")[0][0])
+
+    def chunk_changes(self, after: int) -> tuple[int, set[str]]:
+        rows = self._read("SELECT seq, document_id FROM chunk_changes WHERE seq > ? ORDER BY seq", (after,))
+        return (rows[-1][0] if rows else after), {row[1] for row in rows}
+
+    def newest_chunks(self, document_ids: Collection[str] | None = None) -> dict[str, list[int]]:
+        query = f"SELECT document_id, id FROM chunks c WHERE {NEWEST_VERSION}"
+        if document_ids is None:
+            rows = self._read(query)
+        else:
+            ordered, rows = sorted(document_ids), []
+            for start in range(0, len(ordered), 500):
+                batch = ordered[start : start + 500]
+                rows += self._read(f"{query} AND document_id IN ({','.join('?' * len(batch))})", batch)
+        chunks: dict[str, list[int]] = {}
+        for row in rows:
+            chunks.setdefault(row[0], []).append(row[1])
+        return chunks
+
+    def chunk_texts(self, ids: list[int]) -> tuple[np.ndarray, list[str]]:
+        found_ids, texts = [], []
+        for start in range(0, len(ids), 500):
+            batch = ids[start : start + 500]
+            query = f"SELECT id, section, text FROM chunks WHERE id IN ({','.join('?' * len(batch))}) ORDER BY id"
+            for row in self._read(query, batch):
+                found_ids.append(row[0])
+                texts.append(searchable_text(row[1], row[2]))
+        return np.asarray(found_ids, dtype=np.int64), texts
 
     def chunk_vectors(self, ids: list[int]) -> tuple[np.ndarray, np.ndarray]:
         found_ids, vectors = [], []
@@ -507,6 +540,7 @@ class SqlJobQueue:
                         "DELETE FROM chunks WHERE document_id = ? AND version = ?", (job.document_id, job.version)
                     )
                     _enqueue(db, "prune", None, now)
+                    _record_chunk_change(self.database, db, job.document_id)
                 return
             if doc["indexed_version"] is not None and job.version < doc["indexed_version"]:
                 _set_version_status(db, job, "replaced", None, now)  # a newer version was indexed first
@@ -520,6 +554,13 @@ class SqlJobQueue:
                 (job.document_id, job.version),
             )
             db.execute("UPDATE documents SET indexed_version = ? WHERE id = ?", (job.version, job.document_id))
+
+
+def _record_chunk_change(database: SqlDatabase, db: Executor, document_id: str) -> None:
+    """Log a change of `document_id`'s chunks; last in its transaction, since concurrent writers of the log take
+    turns from here to their commit, so the log's numbers are in commit order and a reader misses none."""
+    database.serialize(db, "chunk_changes")
+    db.execute("INSERT INTO chunk_changes (document_id) VALUES (?)", (document_id,))
 
 
 def _enqueue(db: Executor, kind: str, document_id: str | None, now: float, version: int | None = None) -> None:

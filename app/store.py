@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -179,8 +179,20 @@ class Store(Protocol):
         """The chunks an index holds: each document's newest stored version."""
         ...
 
-    def chunk_texts(self) -> tuple[np.ndarray, list[str]]:
-        """(ids, searchable texts) of the chunks an index holds, for the BM25 index."""
+    def last_chunk_change(self) -> int:
+        """The number of the latest change to any document's chunks (0 before any)."""
+        ...
+
+    def chunk_changes(self, after: int) -> tuple[int, set[str]]:
+        """(the latest change's number, the documents whose chunks changed) since change `after`."""
+        ...
+
+    def newest_chunks(self, document_ids: Collection[str] | None = None) -> dict[str, list[int]]:
+        """The chunk ids an index holds for each of `document_ids` (default: every document) that has any."""
+        ...
+
+    def chunk_texts(self, ids: list[int]) -> tuple[np.ndarray, list[str]]:
+        """(ids, searchable texts) of the given chunks that still exist, for the BM25 index."""
         ...
 
     def chunk_vectors(self, ids: list[int]) -> tuple[np.ndarray, np.ndarray]:

@@ -84,7 +84,8 @@ def report(results: dict[str, Any]) -> str:
     if "batches" in results:
         parts.append(
             "## One batch (16 documents, 800 chunks) stored and indexed, as the corpus grows\n\n"
-            "Seconds for the store writes and the new index generation (parsing and embedding excluded).\n"
+            "Seconds for the store writes and the new index generation (parsing and embedding excluded), over\n"
+            "9 batches in a row at each size: the mean and the max include merging the segments they leave.\n"
         )
         rows = [{"corpus_chunks": size, **values} for size, values in results["batches"].items()]
         parts.append(markdown_table(rows, list(rows[0])))

@@ -151,7 +151,8 @@ def concurrency(client: httpx.Client, questions: list[str]) -> dict[str, float]:
 
 def raw_encode_chunks_s(settings: Settings) -> float:
     """The embedder alone over the chunks the worker indexed, in chunks per second."""
-    _, texts = open_store(settings.storage).chunk_texts()
+    store = open_store(settings.storage)
+    _, texts = store.chunk_texts(sorted(store.chunk_ids()))
     embedder = build_embedder(settings.embedding, settings.storage.model_cache_dir)
     embedder.embed(texts[:32])  # warm-up
     started = time.perf_counter()

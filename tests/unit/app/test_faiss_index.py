@@ -1,12 +1,18 @@
+"""The segmented FAISS + BM25 index, written by FaissIndexWriter from a real SQLite store."""
+
 from __future__ import annotations
 
 from pathlib import Path
 
+import bm25s
 import numpy as np
 import pytest
+import Stemmer
 
-from app.faiss_index import FaissLiveIndex, index_ids, latest_generation, new_index, write_generation
-from app.lexical import LexicalIndex
+from app.faiss_index import MERGE_FACTOR, FaissIndexWriter, FaissLiveIndex, latest_generation
+from app.lexical import Postings, bm25_scores
+from app.sqlite_store import SQLiteStore
+from app.store import NewChunk
 
 
 def unit(*values: float) -> np.ndarray:
@@ -14,78 +20,204 @@ def unit(*values: float) -> np.ndarray:
     return vector / np.linalg.norm(vector)
 
 
-def write(index_dir: Path, chunks: dict[int, tuple[np.ndarray, str]], keep: int = 2) -> int:
-    dense = new_index(3)
-    ids = np.asarray(list(chunks), dtype=np.int64)
-    if len(ids):
-        dense.add_with_ids(np.vstack([vector for vector, _ in chunks.values()]), ids)
-    lexical = LexicalIndex.build(ids, [text for _, text in chunks.values()])
-    return write_generation(index_dir, dense, lexical, keep=keep)
+class Corpus:
+    def __init__(self, tmp_path: Path, keep: int = 2) -> None:
+        self.store = SQLiteStore(tmp_path / "db.sqlite3")
+        self.index_dir = tmp_path / "index"
+        self.writer = FaissIndexWriter(self.index_dir, 3, keep=keep)
+        self.documents = 0
+
+    def add(self, *chunks: tuple[str, np.ndarray], name: str | None = None) -> str:
+        """A document (a new version when `name` exists) with these chunks, stored as the worker would."""
+        self.documents += 1
+        name = name or f"doc{self.documents}.md"
+        doc, _ = self.store.add_document(name, "md", f"sha-{self.documents}", 1)
+        job = self.store.jobs.claim_next(60)
+        self.store.replace_chunks(doc.id, [NewChunk(i, "", text, v) for i, (text, v) in enumerate(chunks)], job.version)
+        self.store.jobs.finish(job)
+        return doc.id
+
+    def ids(self, document_id: str) -> list[int]:
+        return self.store.newest_chunks([document_id])[document_id]
+
+    def sync(self) -> int | None:
+        return self.writer.sync(self.store)
 
 
-def test_generations_count_up_and_old_ones_are_pruned(tmp_path: Path) -> None:
-    chunks = {7: (unit(1, 0, 0), "refunds within 30 days")}
-    assert [write(tmp_path, chunks) for _ in range(4)] == [1, 2, 3, 4]
-    assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "bm25-00000003",
-        "bm25-00000004",
-        "index-00000003.faiss",
-        "index-00000004.faiss",
-    ]
-    assert latest_generation(tmp_path) == 4
+@pytest.fixture
+def corpus(tmp_path: Path) -> Corpus:
+    return Corpus(tmp_path)
 
 
-def test_leftovers_of_a_crashed_write_are_never_read(tmp_path: Path) -> None:
-    write(tmp_path, {1: (unit(1, 0, 0), "one")})
-    (tmp_path / "index-00000002.faiss.tmp").write_bytes(b"half written")
-    (tmp_path / "bm25-00000002").mkdir()  # its FAISS file never landed
-    snapshot = FaissLiveIndex(tmp_path).current()
+def test_generations_count_up_and_what_no_kept_generation_uses_is_pruned(corpus: Corpus) -> None:
+    for n in range(4):
+        corpus.add((f"text {n}", unit(1, n, 0)))
+        assert corpus.sync() == n + 1
+    names = sorted(p.name for p in corpus.index_dir.iterdir())
+    manifests = [name for name in names if name.startswith("generation-")]
+    assert manifests == ["generation-00000003.json", "generation-00000004.json"]
+    assert [name for name in names if name.startswith("segment-")] == [f"segment-0000000{n}-new" for n in (1, 2, 3, 4)]
+    assert corpus.sync() is None  # nothing changed, nothing written
+    assert FaissLiveIndex(corpus.index_dir).current().size == 4
+
+
+def test_leftovers_of_a_crashed_write_are_never_read_and_are_replaced(corpus: Corpus) -> None:
+    corpus.add(("one", unit(1, 0, 0)))
+    corpus.sync()
+    (corpus.index_dir / "generation-00000002.json.tmp").write_text("{half")
+    (corpus.index_dir / "segment-00000002-new").mkdir()  # its manifest never landed
+    (corpus.index_dir / "segment-00000002-new" / "ids.npy").write_bytes(b"junk")
+    snapshot = FaissLiveIndex(corpus.index_dir).current()
     assert (snapshot.generation, snapshot.size) == (1, 1)
-    assert write(tmp_path, {1: (unit(1, 0, 0), "one"), 2: (unit(0, 1, 0), "two")}) == 2
-    assert FaissLiveIndex(tmp_path).current().lexical_search("two", 5)[0].chunk_id == 2
+    two = corpus.add(("two", unit(0, 1, 0)))
+    assert FaissIndexWriter(corpus.index_dir, 3).sync(corpus.store) == 2  # a restarted writer
+    assert FaissLiveIndex(corpus.index_dir).current().lexical_search("two", 5)[0].chunk_id == corpus.ids(two)[0]
 
 
-def test_live_index_swaps_in_a_new_generation_without_restart(tmp_path: Path) -> None:
-    live = FaissLiveIndex(tmp_path)
+def test_the_live_index_loads_only_the_new_segment_and_old_snapshots_stay_whole(corpus: Corpus) -> None:
+    live = FaissLiveIndex(corpus.index_dir)
     assert live.current() is None
-    write(tmp_path, {1: (unit(1, 0, 0), "one")})
+    one = corpus.add(("one", unit(1, 0, 0)))
+    corpus.sync()
     before = live.current()
-    assert [hit.chunk_id for hit in before.dense_search(unit(1, 0, 0), 3)] == [1]
-    write(tmp_path, {1: (unit(1, 0, 0), "one"), 2: (unit(0, 1, 0), "two")})
+    assert [hit.chunk_id for hit in before.dense_search(unit(1, 0, 0), 3)] == corpus.ids(one)
+    two = corpus.add(("two", unit(0, 1, 0)))
+    corpus.sync()
     after = live.current()
     hits = after.dense_search(unit(0, 1, 0), 3)
-    assert hits[0].chunk_id == 2 and abs(hits[0].score - 1.0) < 1e-5
-    assert after.generation == 2
+    assert hits[0].chunk_id == corpus.ids(two)[0] and abs(hits[0].score - 1.0) < 1e-5
+    assert after.generation == 2 and after.segments[0] is before.segments[0]  # not read again
     assert before.size == 1  # a request holding the old snapshot is not disturbed
 
 
-def test_dense_scores_are_cosine_similarities_best_first(tmp_path: Path) -> None:
-    write(tmp_path, {10: (unit(1, 0, 0), "a"), 20: (unit(1, 1, 0), "b"), 30: (unit(0, 0, 1), "c")})
-    snapshot = FaissLiveIndex(tmp_path).current()
+def test_dense_scores_are_cosine_similarities_best_first_across_segments(corpus: Corpus) -> None:
+    a = corpus.add(("a", unit(1, 0, 0)))
+    corpus.sync()
+    b = corpus.add(("b", unit(1, 1, 0)))
+    corpus.sync()
+    c = corpus.add(("c", unit(0, 0, 1)))
+    corpus.sync()
+    (a_id,), (b_id,), (c_id,) = corpus.ids(a), corpus.ids(b), corpus.ids(c)
+    snapshot = FaissLiveIndex(corpus.index_dir).current()
+    assert len(snapshot.segments) == 3
     hits = snapshot.dense_search(unit(1, 0, 0), 5)
-    assert [hit.chunk_id for hit in hits] == [10, 20, 30]
+    assert [hit.chunk_id for hit in hits] == [a_id, b_id, c_id]
     assert [round(hit.score, 3) for hit in hits] == [1.0, 0.707, 0.0]
-    assert snapshot.similarities(unit(1, 0, 0), [30, 20]) == {30: 0.0, 20: pytest.approx(0.7071, abs=1e-4)}
-    assert [hit.chunk_id for hit in snapshot.dense_search(unit(1, 0, 0), 5, allowed={20, 30})] == [20, 30]
+    assert snapshot.similarities(unit(1, 0, 0), [c_id, b_id]) == {c_id: 0.0, b_id: pytest.approx(0.7071, abs=1e-4)}
+    assert [hit.chunk_id for hit in snapshot.dense_search(unit(1, 0, 0), 5, allowed={b_id, c_id})] == [b_id, c_id]
 
 
-def test_bm25_finds_exact_terms_and_respects_the_allowed_ids(tmp_path: Path) -> None:
-    chunks = {
-        1: (unit(1, 0, 0), "Vendors are onboarded with form PRC-7."),
-        2: (unit(0, 1, 0), "Expense claims are filed within 30 days."),
-        3: (unit(0, 0, 1), "Form HR-2 changes your address."),
-    }
-    write(tmp_path, chunks)
-    snapshot = FaissLiveIndex(tmp_path).current()
-    assert [hit.chunk_id for hit in snapshot.lexical_search("what is PRC-7", 5)][0] == 1
-    assert [hit.chunk_id for hit in snapshot.lexical_search("claims filed", 5)] == [2]
-    assert [hit.chunk_id for hit in snapshot.lexical_search("form", 5, allowed={3})] == [3]
+def test_bm25_finds_exact_terms_and_respects_the_allowed_ids(corpus: Corpus) -> None:
+    vendors = corpus.add(("Vendors are onboarded with form PRC-7.", unit(1, 0, 0)))
+    claims = corpus.add(("Expense claims are filed within 30 days.", unit(0, 1, 0)))
+    corpus.sync()
+    address = corpus.add(("Form HR-2 changes your address.", unit(0, 0, 1)))
+    corpus.sync()
+    snapshot = FaissLiveIndex(corpus.index_dir).current()
+    assert snapshot.lexical_search("what is PRC-7", 5)[0].chunk_id == corpus.ids(vendors)[0]
+    assert [hit.chunk_id for hit in snapshot.lexical_search("claims filed", 5)] == corpus.ids(claims)
+    only_address = set(corpus.ids(address))
+    assert [hit.chunk_id for hit in snapshot.lexical_search("form", 5, allowed=only_address)] == [*only_address]
     assert snapshot.lexical_search("zebra", 5) == []
 
 
-def test_removed_ids_are_gone_after_reload(tmp_path: Path) -> None:
-    dense = new_index(3)
-    dense.add_with_ids(np.vstack([unit(1, 0, 0), unit(0, 1, 0)]), np.asarray([1, 2], dtype=np.int64))
-    dense.remove_ids(np.asarray([1], dtype=np.int64))
-    write_generation(tmp_path, dense, LexicalIndex.build(np.asarray([2]), ["two"]))
-    assert index_ids(FaissLiveIndex(tmp_path).current().dense) == {2}
+TEXTS = [
+    "Vendors are onboarded with form PRC-7.",
+    "Expense claims are filed within 30 days of the trip.",
+    "Form HR-2 changes your address, and claims claims.",
+    "the the of",
+    "Refunds within 30 days of purchase for claims",
+]
+
+
+@pytest.mark.parametrize("query", ["what is PRC-7", "claims filed 30 days", "form", "claims claims address"])
+def test_bm25_over_segments_scores_as_bm25s_over_the_whole_corpus(query: str) -> None:
+    stemmer, pattern = Stemmer.Stemmer("english"), r"(?u)\b\w+\b"
+    reference = bm25s.BM25()
+    reference.index(bm25s.tokenize(TEXTS, stopwords="en", stemmer=stemmer, token_pattern=pattern, show_progress=False))
+    tokens = bm25s.tokenize([query], stopwords="en", stemmer=stemmer, token_pattern=pattern, return_ids=False)[0]
+    expected = reference.get_scores(tokens)
+    segments = [Postings.build(TEXTS[:2]), Postings.build(TEXTS[2:3]), Postings.build(TEXTS[3:])]
+    np.testing.assert_allclose(np.concatenate(bm25_scores(query, segments)), expected, rtol=1e-5)
+    everything = np.ones(len(TEXTS), dtype=bool)
+    merged = Postings.merge([(s, everything[: len(s.lengths)]) for s in segments])
+    np.testing.assert_allclose(bm25_scores(query, [merged])[0], expected, rtol=1e-5)
+
+
+def test_deleted_and_replaced_chunks_are_never_found_and_an_older_version_can_return(corpus: Corpus) -> None:
+    refunds = corpus.add(("refunds within 30 days", unit(1, 0, 0)), name="refunds.md")
+    laptops = corpus.add(("laptops are replaced every 4 years", unit(0, 1, 0)))
+    corpus.sync()
+    v1 = corpus.ids(refunds)
+    corpus.add(("refunds within 60 days", unit(1, 0, 0)), name="refunds.md")  # version 2
+    corpus.sync()
+    snapshot = FaissLiveIndex(corpus.index_dir).current()
+    assert snapshot.chunk_ids() == set(corpus.ids(refunds) + corpus.ids(laptops)) and not set(v1) & snapshot.chunk_ids()
+    assert [hit.chunk_id for hit in snapshot.lexical_search("refunds", 5)] == corpus.ids(refunds)
+    assert [hit.chunk_id for hit in snapshot.dense_search(unit(1, 0, 0), 1)] == corpus.ids(refunds)
+    assert snapshot.similarities(unit(1, 0, 0), v1) == {}
+    corpus.store.delete_document(laptops)
+    corpus.sync()
+    snapshot = FaissLiveIndex(corpus.index_dir).current()
+    assert snapshot.lexical_search("laptops", 5) == [] and snapshot.size == 1
+
+
+def test_a_batch_writes_only_its_own_chunks_and_reads_only_changed_documents(corpus: Corpus) -> None:
+    asked: list[object] = []
+    newest_chunks = corpus.store.newest_chunks
+    corpus.store.newest_chunks = lambda documents=None: asked.append(documents) or newest_chunks(documents)  # type: ignore[method-assign]
+    corpus.add(("first", unit(1, 0, 0)))
+    corpus.sync()  # the first sync compares everything
+    assert asked == [None]
+    new = corpus.add(("second", unit(0, 1, 0)), ("third", unit(0, 0, 1)))
+    corpus.sync()
+    assert asked[1:] == [{new}]
+    snapshot = FaissLiveIndex(corpus.index_dir).current()
+    assert sorted(snapshot.segments[-1].ids.tolist()) == corpus.ids(new)
+
+
+def test_small_segments_merge_dropping_deleted_rows_and_search_answers_the_same(tmp_path: Path) -> None:
+    corpus = Corpus(tmp_path)
+    rng = np.random.default_rng(0)
+    for n in range(MERGE_FACTOR - 2):
+        corpus.add(*[(f"word{n} item{i}", unit(*rng.standard_normal(3))) for i in range(2)])
+        corpus.sync()
+    doomed = corpus.add(("doomed words", unit(0, 0, 1)))
+    for n in range(3):
+        corpus.add((f"single{n}", unit(*rng.standard_normal(3))))
+    corpus.sync()
+    corpus.store.delete_document(doomed)
+    corpus.sync()
+    before = FaissLiveIndex(corpus.index_dir).current()
+    assert len(before.segments) == MERGE_FACTOR - 1 and before.deleted[-1].size == 1 and before.size == 15
+    corpus.add(*[(f"last item{i}", unit(*rng.standard_normal(3))) for i in range(2)])
+    corpus.sync()
+    after = FaissLiveIndex(corpus.index_dir).current()
+    assert len(after.segments) == 1 and after.deleted[0].size == 0 and len(after.segments[0].ids) == after.size == 17
+    assert after.lexical_search("doomed", 5) == []
+    query = unit(1, 0.5, 0)
+    old = {hit.chunk_id: round(hit.score, 5) for hit in before.dense_search(query, 20)}
+    new = {hit.chunk_id: round(hit.score, 5) for hit in after.dense_search(query, 20)}
+    assert {k: v for k, v in new.items() if k in old} == old
+    assert after.lexical_search("word3", 5)[0].chunk_id == before.lexical_search("word3", 5)[0].chunk_id
+
+
+def test_a_writer_that_finds_another_writers_generation_compares_in_full(corpus: Corpus) -> None:
+    corpus.add(("one", unit(1, 0, 0)))
+    corpus.sync()
+    other = FaissIndexWriter(corpus.index_dir, 3)
+    corpus.add(("two", unit(0, 1, 0)))
+    assert other.sync(corpus.store) == 2
+    corpus.add(("three", unit(0, 0, 1)))
+    assert corpus.sync() == 3
+    assert FaissLiveIndex(corpus.index_dir).current().chunk_ids() == corpus.store.chunk_ids()
+
+
+def test_the_layout_before_segments_is_rebuilt_with_numbers_going_on(corpus: Corpus) -> None:
+    corpus.index_dir.mkdir()
+    (corpus.index_dir / "index-00000007.faiss").write_bytes(b"old")
+    (corpus.index_dir / "bm25-00000007").mkdir()
+    corpus.add(("one", unit(1, 0, 0)))
+    assert corpus.sync() == 8
+    assert not any(p.name.startswith(("index-", "bm25-")) for p in corpus.index_dir.iterdir())
+    assert latest_generation(corpus.index_dir) == 8

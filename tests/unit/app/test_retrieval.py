@@ -9,8 +9,7 @@ import pytest
 from app.config import EmbeddingSettings, RetrievalSettings
 from app.embedding import Embedder
 from app.embedding.sentence_transformers_backend import SentenceTransformersEmbedder
-from app.faiss_index import FaissLiveIndex, new_index, write_generation
-from app.lexical import LexicalIndex
+from app.faiss_index import FaissIndexWriter, FaissLiveIndex
 from app.reranking import Reranker
 from app.retrieval import Filters, Retriever, reciprocal_rank_fusion
 from app.sqlite_store import SQLiteStore
@@ -38,10 +37,7 @@ def corpus(tmp_path: Path, embedder: Embedder) -> tuple[Store, FaissLiveIndex, d
         store.replace_chunks(doc.id, [NewChunk(0, section, text, embedder.embed([searchable_text(section, text)])[0])])
         store.jobs.finish(store.jobs.claim_next(60))
         doc_ids[filename] = doc.id
-    dense = new_index(embedder.dim)
-    ids, vectors = store.chunk_vectors(sorted(store.chunk_ids()))
-    dense.add_with_ids(vectors, ids)
-    write_generation(tmp_path / "index", dense, LexicalIndex.build(*store.chunk_texts()))
+    FaissIndexWriter(tmp_path / "index", embedder.dim).sync(store)
     return store, FaissLiveIndex(tmp_path / "index"), doc_ids
 
 

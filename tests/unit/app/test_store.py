@@ -70,6 +70,28 @@ def test_chunks_for_a_deleted_document_are_not_stored(store: Store) -> None:
     assert store.chunk_ids() == set()
 
 
+def test_every_change_to_a_documents_chunks_is_logged_in_order(store: Store) -> None:
+    assert store.last_chunk_change() == 0 and store.chunk_changes(0) == (0, set())
+    a, _ = store.add_document("a.txt", "txt", "h-a", 1)
+    b, _ = store.add_document("b.txt", "txt", "h-b", 1)
+    store.replace_chunks(a.id, [chunk(0, "a1"), chunk(1, "a2")])
+    seen = store.last_chunk_change()
+    store.replace_chunks(b.id, [chunk(0, "b1")])
+    assert store.chunk_changes(seen) == (store.last_chunk_change(), {b.id})
+    assert store.newest_chunks([a.id, b.id, "no-such-document"]) == {
+        a.id: sorted(store.newest_chunks()[a.id]),
+        b.id: store.newest_chunks()[b.id],
+    }
+    assert len(store.newest_chunks([a.id])[a.id]) == 2
+    seen = store.last_chunk_change()
+    store.delete_document(a.id)
+    latest, changed = store.chunk_changes(seen)
+    assert changed == {a.id} and latest > seen and store.newest_chunks([a.id]) == {}
+    ids = store.newest_chunks()[b.id]
+    found_ids, texts = store.chunk_texts([*ids, 10_000])  # a chunk that does not exist is left out
+    assert (found_ids.tolist(), texts) == (ids, ["Policy > Part\nb1"])
+
+
 def test_everything_survives_reopening(open_store_under_test: StoreOpener) -> None:
     store = open_store_under_test()
     doc, _ = store.add_document("a.txt", "txt", "h-a", 1)

@@ -15,8 +15,7 @@ import pytest
 from app.config import EmbeddingSettings, RetrievalSettings
 from app.embedding import Embedder
 from app.embedding.sentence_transformers_backend import SentenceTransformersEmbedder
-from app.faiss_index import FaissLiveIndex, new_index, write_generation
-from app.lexical import LexicalIndex
+from app.faiss_index import FaissIndexWriter, FaissLiveIndex
 from app.prompt import NO_ANSWER, load_template
 from app.retrieval import Retriever
 from app.sqlite_store import SQLiteStore
@@ -70,10 +69,7 @@ def build_data_dir(data_dir: Path, embedder: Embedder) -> Store:
         chunks = [NewChunk(i, section, text, vectors[i]) for i, (section, text) in enumerate(sections)]
         store.replace_chunks(doc.id, chunks)
         store.jobs.finish(store.jobs.claim_next(60))
-    dense = new_index(embedder.dim)
-    ids, vectors = store.chunk_vectors(sorted(store.chunk_ids()))
-    dense.add_with_ids(vectors, ids)
-    write_generation(data_dir / "index", dense, LexicalIndex.build(*store.chunk_texts()))
+    FaissIndexWriter(data_dir / "index", embedder.dim).sync(store)
     return store
 
 

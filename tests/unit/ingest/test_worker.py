@@ -15,7 +15,7 @@ from app.config import Settings
 from app.embedding import Embedder
 from app.embedding.sentence_transformers_backend import SentenceTransformersEmbedder
 from app.errors import ModelUnavailable
-from app.faiss_index import FaissLiveIndex, index_ids, latest_generation
+from app.faiss_index import FaissLiveIndex, latest_generation
 from app.sqlite_store import SQLiteStore
 from app.store import NewChunk, Store
 from ingest.worker import Worker
@@ -81,8 +81,7 @@ def test_deleting_removes_the_vectors_from_the_next_generation(settings: Setting
     store.delete_document(refunds)
     drain(worker)
     snapshot = FaissLiveIndex(settings.storage.index_dir).current()
-    assert index_ids(snapshot.dense) == store.chunk_ids()
-    assert set(snapshot.lexical.ids.tolist()) == store.chunk_ids()
+    assert snapshot.chunk_ids() == store.chunk_ids()
     assert snapshot.lexical_search("refunds", 5) == []
 
 
@@ -101,7 +100,7 @@ def test_a_restarted_worker_reuses_the_index_and_rebuilds_a_lost_one(settings: S
     assert latest_generation(settings.storage.index_dir) == generation  # nothing changed, nothing written
     shutil.rmtree(settings.storage.index_dir)
     restart()
-    assert index_ids(FaissLiveIndex(settings.storage.index_dir).current().dense) == store.chunk_ids() != set()
+    assert FaissLiveIndex(settings.storage.index_dir).current().chunk_ids() == store.chunk_ids() != set()
 
 
 def test_a_job_interrupted_after_storing_chunks_is_redone_cleanly(settings: Settings, embedder: Embedder) -> None:
@@ -117,7 +116,7 @@ def test_a_job_interrupted_after_storing_chunks_is_redone_cleanly(settings: Sett
     assert store.get_document(doc).status == "indexed"
     texts = [c.text for c in store.searchable_chunks(sorted(store.chunk_ids())).values()]
     assert texts == ["Refunds are accepted within 30 days of purchase."]
-    assert index_ids(FaissLiveIndex(settings.storage.index_dir).current().dense) == store.chunk_ids()
+    assert FaissLiveIndex(settings.storage.index_dir).current().chunk_ids() == store.chunk_ids()
 
 
 def test_queued_documents_are_indexed_together_with_one_index_write(settings: Settings, embedder: Embedder) -> None:
