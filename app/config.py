@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -97,7 +97,14 @@ class IngestSettings(Section):
 
 
 class IndexSettings(Section):
-    backend: Literal["faiss"] = "faiss"  # FAISS + BM25 generation files in storage.data_dir/index
+    # faiss: FAISS + BM25 segment files in storage.data_dir/index (one machine). qdrant: a Qdrant collection that
+    # workers and API replicas on many machines share (qdrant_url; without one, Qdrant's embedded local mode in
+    # storage.data_dir/qdrant, which only one process can open: tests and `make eval`).
+    backend: Literal["faiss", "qdrant"] = "faiss"
+    qdrant_url: str | None = None
+    qdrant_api_key: SecretStr | None = None
+    qdrant_collection: str = "docqa"
+    qdrant_timeout_seconds: float = Field(10.0, gt=0)
 
 
 class EmbeddingSettings(Section):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
@@ -66,6 +67,12 @@ class Database:
 
     def serialize(self, db: object, key: str) -> None:
         pass  # BEGIN IMMEDIATE: one writer at a time already
+
+    @contextmanager
+    def hold(self, key: str) -> Iterator[None]:
+        with self.path.with_name(f"{self.path.name}.{key}.lock").open("a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, or the process dies
+            yield
 
     def read(self, sql: str, params: Sequence[object] = ()) -> list[sqlite3.Row]:
         return self.connection().execute(sql, params).fetchall()

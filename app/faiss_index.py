@@ -21,7 +21,7 @@ from typing import Any, cast
 import faiss
 import numpy as np
 
-from app.index import Hit
+from app.index import Hit, compare_documents
 from app.lexical import Postings, bm25_scores
 from app.store import Store
 
@@ -284,14 +284,10 @@ class FaissIndexWriter:
         changes, documents = store.chunk_changes(self._changes)
         if not documents:
             return None
-        wanted = store.newest_chunks(documents)
-        stale, missing = set(), set()
+        stale, missing, wanted = compare_documents(store, documents, self._document_chunks)
         for document in documents:
-            before, now = self._document_chunks.pop(document, set()), set(wanted.get(document, ()))
-            stale |= before - now
-            missing |= now - before
-            if now:
-                self._document_chunks[document] = now
+            self._document_chunks.pop(document, None)
+        self._document_chunks.update(wanted)
         return self._write(store, self._snapshot, stale, missing, changes)
 
     def _sync_everything(self, store: Store, latest: int | None) -> int | None:

@@ -2,10 +2,12 @@
 
 The worker keeps it equal to the store's chunks (`IndexWriter.sync`); the API reads one consistent state of it
 per request (`SearchIndex.current()`). `open_index` and `open_index_writer` build the implementation
-`index.backend` names (FAISS + BM25 files, in app/faiss_index.py, the embedded default)."""
+`index.backend` names: FAISS + BM25 segment files (app/faiss_index.py, the embedded default) or a Qdrant
+collection (app/qdrant_index.py)."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -29,6 +31,10 @@ class IndexView(Protocol):
 
     @property
     def size(self) -> int: ...
+
+    def chunk_ids(self) -> set[int]:
+        """Every chunk it holds (reads the whole index: for checks and tests)."""
+        ...
 
     def dense_search(self, vector: np.ndarray, k: int, allowed: set[int] | None = None) -> list[Hit]:
         """The `k` chunks nearest `vector` (cosine, best first), among `allowed` when given."""
@@ -55,12 +61,31 @@ class IndexWriter(Protocol):
         ...
 
 
+def compare_documents(
+    store: Store, documents: Collection[str], indexed: dict[str, set[int]]
+) -> tuple[set[int], set[int], dict[str, set[int]]]:
+    """For `documents`, given the chunk ids an index holds of each: (stale: held but no longer the store's,
+    missing: the store's but not held, the store's chunk ids of each document that has any)."""
+    wanted = {document: set(ids) for document, ids in store.newest_chunks(documents).items()}
+    stale: set[int] = set()
+    missing: set[int] = set()
+    for document in documents:
+        before, now = indexed.get(document, set()), wanted.get(document, set())
+        stale |= before - now
+        missing |= now - before
+    return stale, missing, wanted
+
+
 def open_index(settings: Settings) -> SearchIndex:
     match settings.index.backend:
         case "faiss":
             from app.faiss_index import FaissLiveIndex
 
             return FaissLiveIndex(settings.storage.index_dir)
+        case "qdrant":
+            from app.qdrant_index import QdrantIndex
+
+            return QdrantIndex(settings)
 
 
 def open_index_writer(settings: Settings, dim: int) -> IndexWriter:
@@ -70,3 +95,7 @@ def open_index_writer(settings: Settings, dim: int) -> IndexWriter:
             from app.faiss_index import FaissIndexWriter
 
             return FaissIndexWriter(settings.storage.index_dir, dim, settings.ingest.keep_generations)
+        case "qdrant":
+            from app.qdrant_index import QdrantIndexWriter
+
+            return QdrantIndexWriter(settings, dim)

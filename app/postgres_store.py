@@ -104,6 +104,15 @@ class PostgresDatabase:
         """Hold `key` until the transaction ends: concurrent uploads into one collection take turns."""
         db.execute("SELECT pg_advisory_xact_lock(hashtext(?))", (key,))
 
+    @contextmanager
+    def hold(self, key: str) -> Iterator[None]:
+        with self._opened().connection() as connection:  # a session lock: on this connection until unlocked
+            connection.execute("SELECT pg_advisory_lock(hashtext(%s))", (key,))
+            try:
+                yield
+            finally:
+                connection.execute("SELECT pg_advisory_unlock(hashtext(%s))", (key,))
+
     def close(self) -> None:
         with self._lock:
             pool, self._pool = self._pool, None

@@ -78,6 +78,10 @@ class SqlDatabase(Protocol):
         """Run one query outside any transaction and fetch every row."""
         ...
 
+    def hold(self, key: str) -> AbstractContextManager[None]:
+        """Hold `key` for the block, waiting while another process (of any machine using the database) holds it."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -232,6 +236,9 @@ class SqlStore:
 
     def close(self) -> None:
         self.database.close()
+
+    def index_writer_turn(self) -> AbstractContextManager[None]:
+        return self.database.hold("index-writer")
 
     # Documents
 

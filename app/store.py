@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Collection, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -177,6 +178,10 @@ class Store(Protocol):
 
     def chunk_ids(self) -> set[int]:
         """The chunks an index holds: each document's newest stored version."""
+        ...
+
+    def index_writer_turn(self) -> AbstractContextManager[None]:
+        """Held by whoever writes a shared index (Qdrant): workers on any machine take turns."""
         ...
 
     def last_chunk_change(self) -> int:

@@ -1,4 +1,5 @@
-"""The segmented FAISS + BM25 index, written by FaissIndexWriter from a real SQLite store."""
+"""The segmented FAISS + BM25 index: files, segments, merges, BM25 over segments (what every backend must do is
+in test_index_backends.py)."""
 
 from __future__ import annotations
 
@@ -11,37 +12,7 @@ import Stemmer
 
 from app.faiss_index import MERGE_FACTOR, FaissIndexWriter, FaissLiveIndex, latest_generation
 from app.lexical import Postings, bm25_scores
-from app.sqlite_store import SQLiteStore
-from app.store import NewChunk
-
-
-def unit(*values: float) -> np.ndarray:
-    vector = np.asarray(values, dtype=np.float32)
-    return vector / np.linalg.norm(vector)
-
-
-class Corpus:
-    def __init__(self, tmp_path: Path, keep: int = 2) -> None:
-        self.store = SQLiteStore(tmp_path / "db.sqlite3")
-        self.index_dir = tmp_path / "index"
-        self.writer = FaissIndexWriter(self.index_dir, 3, keep=keep)
-        self.documents = 0
-
-    def add(self, *chunks: tuple[str, np.ndarray], name: str | None = None) -> str:
-        """A document (a new version when `name` exists) with these chunks, stored as the worker would."""
-        self.documents += 1
-        name = name or f"doc{self.documents}.md"
-        doc, _ = self.store.add_document(name, "md", f"sha-{self.documents}", 1)
-        job = self.store.jobs.claim_next(60)
-        self.store.replace_chunks(doc.id, [NewChunk(i, "", text, v) for i, (text, v) in enumerate(chunks)], job.version)
-        self.store.jobs.finish(job)
-        return doc.id
-
-    def ids(self, document_id: str) -> list[int]:
-        return self.store.newest_chunks([document_id])[document_id]
-
-    def sync(self) -> int | None:
-        return self.writer.sync(self.store)
+from tests.unit.app.indexes import Corpus, unit
 
 
 @pytest.fixture
@@ -90,37 +61,6 @@ def test_the_live_index_loads_only_the_new_segment_and_old_snapshots_stay_whole(
     assert before.size == 1  # a request holding the old snapshot is not disturbed
 
 
-def test_dense_scores_are_cosine_similarities_best_first_across_segments(corpus: Corpus) -> None:
-    a = corpus.add(("a", unit(1, 0, 0)))
-    corpus.sync()
-    b = corpus.add(("b", unit(1, 1, 0)))
-    corpus.sync()
-    c = corpus.add(("c", unit(0, 0, 1)))
-    corpus.sync()
-    (a_id,), (b_id,), (c_id,) = corpus.ids(a), corpus.ids(b), corpus.ids(c)
-    snapshot = FaissLiveIndex(corpus.index_dir).current()
-    assert len(snapshot.segments) == 3
-    hits = snapshot.dense_search(unit(1, 0, 0), 5)
-    assert [hit.chunk_id for hit in hits] == [a_id, b_id, c_id]
-    assert [round(hit.score, 3) for hit in hits] == [1.0, 0.707, 0.0]
-    assert snapshot.similarities(unit(1, 0, 0), [c_id, b_id]) == {c_id: 0.0, b_id: pytest.approx(0.7071, abs=1e-4)}
-    assert [hit.chunk_id for hit in snapshot.dense_search(unit(1, 0, 0), 5, allowed={b_id, c_id})] == [b_id, c_id]
-
-
-def test_bm25_finds_exact_terms_and_respects_the_allowed_ids(corpus: Corpus) -> None:
-    vendors = corpus.add(("Vendors are onboarded with form PRC-7.", unit(1, 0, 0)))
-    claims = corpus.add(("Expense claims are filed within 30 days.", unit(0, 1, 0)))
-    corpus.sync()
-    address = corpus.add(("Form HR-2 changes your address.", unit(0, 0, 1)))
-    corpus.sync()
-    snapshot = FaissLiveIndex(corpus.index_dir).current()
-    assert snapshot.lexical_search("what is PRC-7", 5)[0].chunk_id == corpus.ids(vendors)[0]
-    assert [hit.chunk_id for hit in snapshot.lexical_search("claims filed", 5)] == corpus.ids(claims)
-    only_address = set(corpus.ids(address))
-    assert [hit.chunk_id for hit in snapshot.lexical_search("form", 5, allowed=only_address)] == [*only_address]
-    assert snapshot.lexical_search("zebra", 5) == []
-
-
 TEXTS = [
     "Vendors are onboarded with form PRC-7.",
     "Expense claims are filed within 30 days of the trip.",
@@ -142,24 +82,6 @@ def test_bm25_over_segments_scores_as_bm25s_over_the_whole_corpus(query: str) ->
     everything = np.ones(len(TEXTS), dtype=bool)
     merged = Postings.merge([(s, everything[: len(s.lengths)]) for s in segments])
     np.testing.assert_allclose(bm25_scores(query, [merged])[0], expected, rtol=1e-5)
-
-
-def test_deleted_and_replaced_chunks_are_never_found_and_an_older_version_can_return(corpus: Corpus) -> None:
-    refunds = corpus.add(("refunds within 30 days", unit(1, 0, 0)), name="refunds.md")
-    laptops = corpus.add(("laptops are replaced every 4 years", unit(0, 1, 0)))
-    corpus.sync()
-    v1 = corpus.ids(refunds)
-    corpus.add(("refunds within 60 days", unit(1, 0, 0)), name="refunds.md")  # version 2
-    corpus.sync()
-    snapshot = FaissLiveIndex(corpus.index_dir).current()
-    assert snapshot.chunk_ids() == set(corpus.ids(refunds) + corpus.ids(laptops)) and not set(v1) & snapshot.chunk_ids()
-    assert [hit.chunk_id for hit in snapshot.lexical_search("refunds", 5)] == corpus.ids(refunds)
-    assert [hit.chunk_id for hit in snapshot.dense_search(unit(1, 0, 0), 1)] == corpus.ids(refunds)
-    assert snapshot.similarities(unit(1, 0, 0), v1) == {}
-    corpus.store.delete_document(laptops)
-    corpus.sync()
-    snapshot = FaissLiveIndex(corpus.index_dir).current()
-    assert snapshot.lexical_search("laptops", 5) == [] and snapshot.size == 1
 
 
 def test_a_batch_writes_only_its_own_chunks_and_reads_only_changed_documents(corpus: Corpus) -> None:
