@@ -41,10 +41,13 @@ def serve() -> None:
     import uvicorn
 
     from app.config import Settings
+    from app.index import separate_process_problem
     from app.main import create_app
     from app.store import open_store
 
     settings = Settings()
+    if problem := separate_process_problem(settings):
+        raise SystemExit(problem)
     server = settings.server
     if server.keys_required and not any(key.revoked_at is None for key in open_store(settings.storage).list_keys()):
         raise SystemExit(

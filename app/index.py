@@ -76,6 +76,16 @@ def compare_documents(
     return stale, missing, wanted
 
 
+def separate_process_problem(settings: Settings) -> str | None:
+    """Why this index cannot serve an API and a worker running as separate processes, if it cannot."""
+    if settings.index.backend == "qdrant" and not settings.index.qdrant_url:
+        return (
+            "index.backend qdrant needs index.qdrant_url (a Qdrant server, e.g. http://localhost:6333) when the API "
+            "and the worker run as their own processes: Qdrant's local mode opens its folder in one process only"
+        )
+    return None
+
+
 def open_index(settings: Settings) -> SearchIndex:
     match settings.index.backend:
         case "faiss":

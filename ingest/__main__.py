@@ -9,6 +9,7 @@ import threading
 from app.config import Settings
 from app.embedding import build_embedder
 from app.errors import ModelUnavailable
+from app.index import separate_process_problem
 from app.logs import configure_logging
 from app.store import open_store
 from ingest.metrics import WorkerMetrics
@@ -20,6 +21,8 @@ log = logging.getLogger(__name__)
 def main() -> None:
     configure_logging()
     settings = Settings()
+    if problem := separate_process_problem(settings):
+        raise SystemExit(f"the worker cannot start: {problem}")
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
