@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -90,6 +91,22 @@ def test_every_change_to_a_documents_chunks_is_logged_in_order(store: Store) -> 
     ids = store.newest_chunks()[b.id]
     found_ids, texts = store.chunk_texts([*ids, 10_000])  # a chunk that does not exist is left out
     assert (found_ids.tolist(), texts) == (ids, ["Policy > Part\nb1"])
+
+
+def test_index_writers_take_turns(open_store_under_test: StoreOpener) -> None:
+    first, second = open_store_under_test(), open_store_under_test()  # as two workers would
+    entered = threading.Event()
+
+    def write_next() -> None:
+        with second.index_writer_turn():
+            entered.set()
+
+    with first.index_writer_turn():
+        waiting = threading.Thread(target=write_next)
+        waiting.start()
+        assert not entered.wait(0.5)
+    assert entered.wait(10)
+    waiting.join()
 
 
 def test_everything_survives_reopening(open_store_under_test: StoreOpener) -> None:
