@@ -87,13 +87,20 @@ class IngestSettings(Section):
     batch_size: int = Field(16, gt=0)  # jobs held at once, indexed with one index write
     parse_workers: int = Field(2, gt=0)  # documents parsed at once, each in a child process
     batch_wait_seconds: float = Field(2, gt=0)  # what is parsed waits at most this long for slower documents
-    pdf_parser: Literal["pypdf", "dedoc"] = "pypdf"
+    # text-layer: headings from the outline or the fonts, page numbers (ingest/pdf.py, offline); dedoc: its own
+    # PDF readers, which need models from the Hugging Face hub. "pypdf" is the old name of text-layer.
+    pdf_parser: Literal["text-layer", "dedoc"] = "text-layer"
     # Each document is parsed in a child process, stopped past these: one hostile file fails alone.
     parse_timeout_seconds: float = Field(120, gt=0)
     parse_memory_bytes: int = Field(1_500_000_000, gt=0)  # the child's data segment, dedoc's ~0.4 GB included
     chunk_size: int = Field(800, gt=0)
     chunk_overlap: int = Field(120, ge=0)
     keep_generations: int = Field(2, ge=1)
+
+    @field_validator("pdf_parser", mode="before")
+    @classmethod
+    def _old_pdf_parser_name(cls, value: object) -> object:
+        return "text-layer" if value == "pypdf" else value
 
 
 class IndexSettings(Section):

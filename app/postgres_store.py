@@ -16,7 +16,8 @@ from psycopg_pool import ConnectionPool
 from app.jobs import Clock
 from app.sql_store import POSTGRES_TYPES, Executor, SqlStore, schema
 
-SCHEMA = schema(POSTGRES_TYPES)
+# A database an older version made gets what it lacks: every table is IF NOT EXISTS, and so are these columns.
+SCHEMA = schema(POSTGRES_TYPES) + "ALTER TABLE chunks ADD COLUMN IF NOT EXISTS page INTEGER;"
 SCHEMA_LOCK = 7_362_001  # an advisory lock id: two processes starting at once create the tables once
 
 
@@ -42,8 +43,8 @@ def _rows(cursor: Any) -> Callable[[Sequence[Any]], Row]:
 
 
 def _schema_exists(connection: psycopg.Connection[Row]) -> bool:
-    # The newest table: a database an older version made gets the tables it lacks (all are IF NOT EXISTS).
-    return connection.execute("SELECT to_regclass('chunk_changes')").fetchone()[0] is not None  # type: ignore[index]
+    newest = "SELECT 1 FROM information_schema.columns WHERE table_name = 'chunks' AND column_name = 'page'"
+    return connection.execute(newest).fetchone() is not None  # the newest piece of SCHEMA
 
 
 def _placeholders(sql: str) -> str:

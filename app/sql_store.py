@@ -154,7 +154,8 @@ CREATE TABLE IF NOT EXISTS chunks (
     section TEXT NOT NULL,
     text TEXT NOT NULL,
     embedding {types.blob} NOT NULL,
-    version INTEGER NOT NULL DEFAULT 1
+    version INTEGER NOT NULL DEFAULT 1,
+    page INTEGER  -- where the chunk starts, in documents that have pages
 );
 CREATE INDEX IF NOT EXISTS chunks_document_version ON chunks(document_id, version);
 CREATE TABLE IF NOT EXISTS document_tags (
@@ -347,8 +348,8 @@ class SqlStore:
                 (doc_id, version, indexed, version),
             )
             db.executemany(
-                "INSERT INTO chunks (document_id, version, position, section, text, embedding)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO chunks (document_id, version, position, section, text, embedding, page)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
                 [
                     (
                         doc_id,
@@ -357,6 +358,7 @@ class SqlStore:
                         c.section,
                         c.text,
                         np.asarray(c.embedding, dtype=np.float32).tobytes(),
+                        c.page,
                     )
                     for c in chunks
                 ],
@@ -487,7 +489,7 @@ class SqlStore:
             return {}
         marks = ",".join("?" * len(ids))
         rows = self._read(
-            "SELECT c.id, c.document_id, d.filename, c.position, c.section, c.text"
+            "SELECT c.id, c.document_id, d.filename, c.position, c.section, c.text, c.page"
             " FROM chunks c JOIN documents d ON d.id = c.document_id"
             f" WHERE c.id IN ({marks}) AND d.indexed_version IS NOT NULL",
             ids,

@@ -39,6 +39,8 @@ MIGRATIONS = [
     DROP TABLE documents;
     ALTER TABLE documents_with_collection RENAME TO documents;
     """,
+    # 3: the page a chunk starts on
+    "ALTER TABLE chunks ADD COLUMN page INTEGER;",
 ]
 
 

@@ -92,6 +92,7 @@ class Chunk:
     position: int
     section: str
     text: str
+    page: int | None = None  # where it starts, in documents that have pages (PDF)
 
 
 @dataclass(frozen=True)
@@ -100,6 +101,7 @@ class NewChunk:
     section: str
     text: str
     embedding: np.ndarray
+    page: int | None = None
 
 
 @dataclass(frozen=True)

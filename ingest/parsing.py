@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from app.errors import EmptyDocument, ParseError, UnsupportedDocument
 from app.filetypes import SAMPLE_BYTES, SUPPORTED_KINDS, decode_text, text_encoding
+from ingest.pdf import pdf_to_markdown
 
 if TYPE_CHECKING:
     from dedoc import DedocManager
@@ -23,14 +24,14 @@ log = logging.getLogger(__name__)
 # dedoc logs about ten INFO lines per file (with all its parameters); keep them under our name, at WARNING.
 _dedoc_log = logging.getLogger(f"{__name__}.dedoc")
 
-PDF_PARSERS = ("pypdf", "dedoc")
+PDF_PARSERS = ("text-layer", "dedoc")
 MAX_HEADER_DEPTH = 6
 
 _LABELS = {"md": "Markdown", "txt": "text"}
 _DEDOC_PARAMETERS = {"structure_type": "tree", "pdf_with_text_layer": "true"}
 _DEDOC_PDF_HINT = (
     "dedoc's PDF reader needs its models (run `python -m dedoc.download_models` once, with internet access)"
-    " and poppler-utils; or set ingest.pdf_parser to pypdf to read the PDF's text layer without them"
+    " and poppler-utils; or set ingest.pdf_parser to text-layer to read the PDF's text layer without them"
 )
 _ORDERED_MARKER = re.compile(r"(?:\d+[.)]?)+|[A-Za-z][.)]|[ivxlcdmIVXLCDM]+[.)]")
 _BULLETS = frozenset("-*+•◦▪▫■□●○‣⁃·o")
@@ -39,7 +40,7 @@ DECLARED_CHARSET = re.compile(rb"<meta[^>]+charset", re.IGNORECASE)
 _NUMBERED_HEADING = re.compile(r"^(\d+(?:\.\d+)*)\.?\s+[A-Z]")
 
 
-def parse_to_markdown(path: Path, kind: str, *, pdf_parser: str = "pypdf") -> str:
+def parse_to_markdown(path: Path, kind: str, *, pdf_parser: str = "text-layer") -> str:
     """Return the document at `path` as Markdown; raise UnsupportedDocument, EmptyDocument or ParseError."""
     if kind not in SUPPORTED_KINDS:
         supported = ", ".join(sorted(SUPPORTED_KINDS))
@@ -50,8 +51,8 @@ def parse_to_markdown(path: Path, kind: str, *, pdf_parser: str = "pypdf") -> st
         raise EmptyDocument(f"the {_label(kind)} file is empty")
     if kind in {"md", "txt"}:
         return _read_text(path, kind)
-    if kind == "pdf" and pdf_parser == "pypdf":
-        return _pdf_with_pypdf(path)
+    if kind == "pdf" and pdf_parser == "text-layer":
+        return pdf_to_markdown(path)
     return _parse_with_dedoc(path, kind)
 
 
@@ -113,34 +114,6 @@ def _reason(exc: Exception) -> str:
     """The first line of the library's message: dedoc's go on with temporary file names."""
     lines = (getattr(exc, "msg", None) or str(exc)).strip().splitlines()
     return lines[0].rstrip(": ")[:200] if lines else type(exc).__name__
-
-
-# PDF through pypdf: dedoc's PDF readers fetch ML models from the Hugging Face hub on first use.
-
-
-def _pdf_with_pypdf(path: Path) -> str:
-    sections = [
-        f"## Page {number}\n\n{_escape_hashes(text.strip())}"
-        for number, text in enumerate(_pdf_pages(path), start=1)
-        if text.strip()
-    ]
-    if not sections:
-        raise _no_text("pdf")
-    return "\n\n".join(sections) + "\n"
-
-
-def _pdf_pages(path: Path) -> list[str]:
-    from pypdf import PdfReader
-
-    try:
-        reader = PdfReader(path)
-        locked = reader.is_encrypted and not reader.decrypt("")
-        pages = [] if locked else [page.extract_text() or "" for page in reader.pages]
-    except Exception as exc:  # pypdf raises PdfReadError, but also ValueError, KeyError... on damaged files
-        raise ParseError(_unreadable("pdf", exc)) from exc
-    if locked:
-        raise ParseError("the PDF is protected by a password; upload a copy without one")
-    return pages
 
 
 def _parse_with_dedoc(path: Path, kind: str) -> str:

@@ -180,7 +180,7 @@ class Worker:
             log.exception("embedding %d chunks failed", len(texts))
             return dict.fromkeys(parsed, f"could not be embedded ({type(exc).__name__}: {exc})")
         for doc_id, version, pieces in parsed.values():
-            chunks = [NewChunk(p.position, p.section, p.text, next(vectors)) for p in pieces]
+            chunks = [NewChunk(p.position, p.section, p.text, next(vectors), p.page) for p in pieces]
             self.store.replace_chunks(doc_id, chunks, version)
         self.metrics.chunks.inc(len(texts))
         return dict.fromkeys(parsed)

@@ -113,6 +113,7 @@ class Citation(BaseModel):
     document_id: str
     filename: str
     section: str = Field(description='Heading path of the chunk, e.g. "Refund Policy > Eligibility"')
+    page: int | None = Field(None, description="The page the chunk starts on, in documents with pages (PDF)")
     text: str
     score: float = Field(description="Cosine similarity of question and chunk")
     quote: QuoteOut | None = Field(None, description="Evidence inside `text`, for the blocks the answer cites")
@@ -124,6 +125,7 @@ class Citation(BaseModel):
             document_id=chunk.document_id,
             filename=chunk.filename,
             section=chunk.section,
+            page=chunk.page,
             text=chunk.text,
             score=round(found.score, 4),
             quote=QuoteOut(text=quote.text, start=quote.start, end=quote.end) if quote else None,

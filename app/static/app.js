@@ -98,6 +98,7 @@ function renderSources(turn, citations) {
       el("span", { class: "source-number", text: `[${i + 1}]` }),
       el("span", { class: "source-file", text: c.filename }),
       c.section ? el("span", { class: "source-section", text: c.section }) : null,
+      c.page != null ? el("span", { class: "source-page", text: `p. ${c.page}` }) : null,
       el("span", { class: "source-score", text: `score ${Number(c.score).toFixed(2)}` }),
     );
     const details = el("details", {}, summary, sourceText(c));

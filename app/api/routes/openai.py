@@ -137,7 +137,7 @@ def chat_completions(
     follow-up standalone: the last two are put before it, for retrieval and for the generator.
     System and assistant messages are not used (the grounded prompt is the service's own).
 
-    Sources come twice: a "Sources:" block appended to the answer text (`[1] filename — section`),
+    Sources come twice: a "Sources:" block appended to the answer text (`[1] filename — section, p. 3`),
     readable in any chat client, and the structured `citations` (as in POST /ask) as an extra
     top-level field of the response, or of the last chunk when streaming."""
     *earlier, last = request.messages
@@ -161,10 +161,12 @@ def chat_completions(
 
 
 def sources_block(answer: Answer) -> str:
-    """`[n] filename — section`, and under each cited block its evidence quote."""
+    """`[n] filename — section, p. N`, and under each cited block its evidence quote."""
     lines = []
     for n, found in enumerate(answer.citations, start=1):
-        lines.append(f"[{n}] {found.chunk.filename}" + (f" — {found.chunk.section}" if found.chunk.section else ""))
+        chunk = found.chunk
+        where = [part for part in (chunk.section, "" if chunk.page is None else f"p. {chunk.page}") if part]
+        lines.append(f"[{n}] {chunk.filename}" + (f" — {', '.join(where)}" if where else ""))
         if n in answer.quotes:
             lines.append(f'    "{answer.quotes[n].text}"')
     return "\n\nSources:\n" + "\n".join(lines) if lines else ""

@@ -46,6 +46,16 @@ def test_chunks_are_searchable_only_while_their_document_is_indexed(store: Store
     assert store.get_document(doc.id).chunk_count == 2
 
 
+def test_a_chunk_keeps_the_page_it_starts_on(store: Store) -> None:
+    doc, _ = store.add_document("a.pdf", "pdf", "h-a", 1)
+    job = store.jobs.claim_next(60)
+    paged = NewChunk(0, "Travel", "on page three", np.ones(4, dtype=np.float32), page=3)
+    store.replace_chunks(doc.id, [paged, chunk(1, "without pages")])
+    store.jobs.finish(job)
+    found = store.searchable_chunks(sorted(store.chunk_ids())).values()
+    assert sorted((c.text, c.page) for c in found) == [("on page three", 3), ("without pages", None)]
+
+
 def test_replacing_chunks_never_reuses_ids(store: Store) -> None:
     doc, _ = store.add_document("a.txt", "txt", "h-a", 1)
     store.replace_chunks(doc.id, [chunk(0, "old")])

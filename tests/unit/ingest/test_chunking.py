@@ -53,3 +53,20 @@ def test_heading_path_is_embedded_with_the_text() -> None:
 
 def test_headings_without_body_make_no_chunks() -> None:
     assert chunk_markdown("# Title\n\n## Empty\n", 100, 10) == []
+
+
+def test_chunks_know_the_page_they_start_on_and_lose_the_markers() -> None:
+    sentence = "Hotels cost at most 150 euros a night in every city we travel to. "
+    markdown = (
+        "<!--page:1-->\n\n# Travel\n\nBook trains early.\n\n<!--page:2-->\n\n"
+        + sentence * 8
+        + "\n\n<!--page:3-->\n\n"
+        + sentence * 8
+        + "\n\n## Expenses\n\nFile claims within 30 days.\n"
+    )
+    chunks = chunk_markdown(markdown, chunk_size=300, chunk_overlap=0)
+    assert all("<!--" not in chunk.text for chunk in chunks)
+    assert chunks[0].page == 1 and chunks[0].text.startswith("Book trains early.")
+    assert [chunk.page for chunk in chunks] == [1, 2, 2, 3, 3, 3]
+    assert chunks[-1].section == "Travel > Expenses"
+    assert chunk_markdown("# Plain\n\nNo pages here.\n", 300, 0)[0].page is None

@@ -224,13 +224,65 @@ def test_heading_lines_of_plain_text_become_nested_headers(upload) -> None:
     ]
 
 
-def test_pdf_with_pypdf_gives_one_section_per_page_with_text(upload) -> None:
+def test_pdf_text_layer_marks_where_each_page_starts(upload) -> None:
     markdown = parse(upload, pdf_bytes("Meals cost at most 40 euros.", "", "Receipts within two weeks."), "pdf")
     assert lines_of(markdown) == [
-        "## Page 1",
+        "<!--page:1-->",
         "Meals cost at most 40 euros.",
-        "## Page 3",
+        "<!--page:3-->",
         "Receipts within two weeks.",
+    ]
+
+
+def structured_pdf(outline: bool) -> bytes:
+    """Three pages of a policy: a title, numbered sections (larger type), a bold subsection, a running footer."""
+    import pymupdf
+
+    pdf = pymupdf.open()
+    title, section, bold, body = (20, "hebo"), (15, "hebo"), (11, "hebo"), (11, "helv")
+    pages = [
+        [("Travel Policy", *title), ("1. Booking", *section), ("Book trains two weeks ahead of the trip.", *body)],
+        [("1.1 Hotels", *bold), ("Hotels cost at most 150 euros a night,", *body), ("breakfast in-", *body)]
+        + [("cluded.", *body)],
+        [("2. Expenses", *section), ("File claims within 30 days.", *body)],
+    ]
+    for number, lines in enumerate(pages, start=1):
+        page = pdf.new_page()
+        y = 72.0
+        for text, size, font in lines:
+            y += size * 2.2 if font == "hebo" else size * 1.3
+            page.insert_text((72, y), text, fontsize=size, fontname=font)
+        page.insert_text((72, 800), f"Acme Corp - page {number} of 3", fontsize=8)
+    if outline:
+        pdf.set_toc([[1, "Travel Policy", 1], [2, "Booking", 1], [3, "Hotels", 2], [2, "Expenses", 3]])
+    return pdf.tobytes()
+
+
+def test_pdf_headings_come_from_its_outline(upload) -> None:
+    markdown = parse(upload, structured_pdf(outline=True), "pdf")
+    assert [line for line in lines_of(markdown) if line.startswith("#")] == [
+        "# Travel Policy",
+        "## 1. Booking",
+        "### 1.1 Hotels",
+        "## 2. Expenses",
+    ]
+    assert "Hotels cost at most 150 euros a night, breakfast included." in markdown  # lines joined, dehyphenated
+    assert "Acme Corp" not in markdown  # the running footer
+
+
+def test_pdf_without_an_outline_takes_its_headings_from_the_fonts(upload) -> None:
+    markdown = parse(upload, structured_pdf(outline=False), "pdf")
+    assert lines_of(markdown) == [
+        "<!--page:1-->",
+        "# Travel Policy",
+        "## 1. Booking",
+        "Book trains two weeks ahead of the trip.",
+        "<!--page:2-->",
+        "### 1.1 Hotels",
+        "Hotels cost at most 150 euros a night, breakfast included.",
+        "<!--page:3-->",
+        "## 2. Expenses",
+        "File claims within 30 days.",
     ]
 
 
@@ -256,7 +308,7 @@ def test_pdf_through_dedoc_reads_it_or_says_how_to_get_its_models(upload) -> Non
     try:
         markdown = parse(upload, expense_policy_pdf(), "pdf", pdf_parser="dedoc")
     except ParseError as exc:  # offline (here, CI): the hub models are missing
-        assert "dedoc.download_models" in str(exc) and "pdf_parser to pypdf" in str(exc)
+        assert "dedoc.download_models" in str(exc) and "pdf_parser to text-layer" in str(exc)
     else:
         assert "40 euros" in markdown
 

@@ -6,7 +6,11 @@ import json
 
 from fastapi.testclient import TestClient
 
+from app.answering import Answer
+from app.api.routes.openai import sources_block
 from app.generation.fake import FakeGenerator
+from app.retrieval import RetrievedChunk
+from app.store import Chunk
 
 PASSWORDS = "How many characters must a password have?"
 
@@ -69,3 +73,15 @@ def test_errors_come_in_openai_shape(client: TestClient) -> None:
     assert invalid.status_code == 422
     error = invalid.json()["error"]
     assert error["type"] == "invalid_request_error" and "messages" in error["message"]
+
+
+def test_the_sources_block_names_section_and_page_where_a_document_has_pages() -> None:
+    def cited(section: str, page: int | None) -> RetrievedChunk:
+        return RetrievedChunk(Chunk(1, "d", "travel.pdf", 0, section, "Hotels cost 150 euros.", page), 0.8)
+
+    answer = Answer("150 euros [1].", [cited("Travel > Hotels", 2), cited("", 3), cited("", None)])
+    assert sources_block(answer).split("Sources:\n")[1].splitlines() == [
+        "[1] travel.pdf — Travel > Hotels, p. 2",
+        "[2] travel.pdf — p. 3",
+        "[3] travel.pdf",
+    ]
