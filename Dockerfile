@@ -24,5 +24,9 @@ EXPOSE 8000
 CMD [".venv-api/bin/python", "-m", "app", "serve"]
 
 FROM base AS worker
+# Tesseract reads images and scanned PDF pages; LibreOffice converts DOC, ODT, RTF, PPT and ODP.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends tesseract-ocr libreoffice-writer-nogui libreoffice-impress-nogui \
+ && rm -rf /var/lib/apt/lists/*
 RUN make .venv-worker/.installed TORCH_INDEX=$TORCH_INDEX
 CMD [".venv-worker/bin/python", "-m", "ingest"]

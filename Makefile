@@ -45,7 +45,11 @@ check-system:
 	if [ -n "$$missing" ]; then \
 		echo "Missing system packages:$$missing"; \
 		echo "Install them with: sudo apt-get install -y$$missing"; exit 1; \
-	fi
+	fi; \
+	command -v tesseract >/dev/null || echo "Note: images and scanned PDFs fail until Tesseract is installed" \
+		"(OCR): sudo apt-get install -y tesseract-ocr"; \
+	command -v soffice >/dev/null || echo "Note: DOC, ODT, RTF, PPT and ODP files fail until LibreOffice is" \
+		"installed: sudo apt-get install -y libreoffice-writer-nogui libreoffice-impress-nogui"
 
 # The API and the worker together in the foreground, a crashed one restarted; Ctrl-C stops both (app/supervisor.py).
 run: setup
@@ -116,14 +120,19 @@ reader: setup
 
 # What the tests need beyond `make run`: Debian's chromium for the chat page's browser test. Installed when run
 # as root (as CI is); otherwise the one command to run, before anything else starts.
-# The browser test needs chromium; the store tests start a throwaway PostgreSQL server.
+# The browser test needs chromium; the store tests start a throwaway PostgreSQL server; the format tests need
+# Tesseract (OCR) and LibreOffice (older office formats).
 check-test-system:
 	@missing=""; \
 	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
+	command -v tesseract >/dev/null || missing="$$missing tesseract-ocr"; \
 	command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
-	if [ -n "$$missing" ]; then \
-		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq$$missing; \
-		else echo "The tests need:$$missing. Install with: sudo apt-get install -y$$missing"; exit 1; fi; \
+	office=""; command -v soffice >/dev/null || office=" libreoffice-writer-nogui libreoffice-impress-nogui"; \
+	if [ -n "$$missing$$office" ]; then \
+		if [ "$$(id -u)" = 0 ]; then apt-get update -qq \
+			&& { [ -z "$$missing" ] || apt-get install -y -qq$$missing; } \
+			&& { [ -z "$$office" ] || apt-get install -y -qq --no-install-recommends$$office; }; \
+		else echo "The tests need:$$missing$$office. Install with: sudo apt-get install -y$$missing$$office"; exit 1; fi; \
 	fi
 
 # First the in-process API tests with the fake models (seconds); then the worker-side tests, which need dedoc,

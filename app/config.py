@@ -90,6 +90,8 @@ class IngestSettings(Section):
     # text-layer: headings from the outline or the fonts, page numbers (ingest/pdf.py, offline); dedoc: its own
     # PDF readers, which need models from the Hugging Face hub. "pypdf" is the old name of text-layer.
     pdf_parser: Literal["text-layer", "dedoc"] = "text-layer"
+    # Tesseract's languages for images and scanned PDF pages ("eng+deu": install tesseract-ocr-deu); "": no OCR.
+    ocr_languages: str = "eng"
     # Each document is parsed in a child process, stopped past these: one hostile file fails alone.
     parse_timeout_seconds: float = Field(120, gt=0)
     parse_memory_bytes: int = Field(1_500_000_000, gt=0)  # the child's data segment, dedoc's ~0.4 GB included

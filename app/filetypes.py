@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import codecs
 import io
+import re
 import zipfile
 from dataclasses import dataclass
 from pathlib import PurePath
@@ -13,11 +14,27 @@ import charset_normalizer
 from app.errors import DocumentTooLarge, EmptyDocument, UnsupportedDocument
 
 # Kinds the worker parses (ingest/parsing.py handles each one).
-SUPPORTED_KINDS = frozenset({"pdf", "docx", "pptx", "xlsx", "html", "md", "txt", "csv"})
+IMAGE_KINDS = frozenset({"png", "jpeg", "tiff"})  # read by OCR
+CONVERTED_KINDS = frozenset({"doc", "rtf", "odt", "ppt", "odp"})  # converted by LibreOffice
+TEXT_KINDS = frozenset({"html", "md", "txt", "csv", "eml"})
+SUPPORTED_KINDS = frozenset({"pdf", "docx", "pptx", "xlsx"}) | TEXT_KINDS | IMAGE_KINDS | CONVERTED_KINDS
+IMAGE_SIGNATURES = {b"\x89PNG\r\n\x1a\n": "png", b"\xff\xd8\xff": "jpeg", b"II*\x00": "tiff", b"MM\x00*": "tiff"}
 
 ZIP_KINDS_BY_MEMBER = {"word/document.xml": "docx", "ppt/presentation.xml": "pptx", "xl/workbook.xml": "xlsx"}
-TEXT_KINDS_BY_EXTENSION = {".md": "md", ".markdown": "md", ".html": "html", ".htm": "html", ".csv": "csv"}
-SUPPORTED_LIST = "PDF, DOCX, PPTX, XLSX, HTML, Markdown, CSV and plain text"
+ODF_KINDS = {"application/vnd.oasis.opendocument.text": "odt", "application/vnd.oasis.opendocument.presentation": "odp"}
+# Word and PowerPoint 97-2003 files are OLE compound files; the name of their main stream tells them apart.
+OLE_SIGNATURE = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+OLE_KINDS_BY_STREAM = {"WordDocument".encode("utf-16-le"): "doc", "PowerPoint Document".encode("utf-16-le"): "ppt"}
+TEXT_KINDS_BY_EXTENSION = {
+    ".md": "md", ".markdown": "md", ".html": "html", ".htm": "html", ".csv": "csv", ".eml": "eml",
+}  # fmt: skip
+# An e-mail saved as a file starts with its header fields; "From:" among them tells it from other text.
+EMAIL_HEADER = re.compile(rb"^(?:[A-Za-z][A-Za-z0-9-]*:[^\r\n]*\r?\n(?:[ \t][^\r\n]*\r?\n)*)+\r?\n")
+EMAIL_FIELDS = re.compile(rb"^From:", re.IGNORECASE | re.MULTILINE)
+SUPPORTED_LIST = (
+    "PDF, DOCX, DOC, ODT, RTF, PPTX, PPT, ODP, XLSX, HTML, Markdown, CSV, plain text, e-mail (.eml), and PNG, JPEG"
+    " and TIFF images of text"
+)
 SAMPLE_BYTES = 65536  # what the encoding of a text file is judged by
 # UTF-32 before UTF-16: the UTF-32-LE mark starts with UTF-16-LE's.
 BOMS = [
@@ -49,6 +66,18 @@ def detect_kind(filename: str, content: bytes, limits: UnpackLimits | None = Non
     extension = PurePath(filename).suffix.lower()
     if content.startswith(b"%PDF-"):
         return "pdf"
+    image = next((kind for signature, kind in IMAGE_SIGNATURES.items() if content.startswith(signature)), None)
+    if image:
+        return image
+    if content.startswith(b"{\\rtf"):
+        return "rtf"
+    if content.startswith(OLE_SIGNATURE):
+        ole = next((kind for stream, kind in OLE_KINDS_BY_STREAM.items() if stream in content), None)
+        if ole:
+            return ole
+        raise UnsupportedDocument(
+            f"{filename} is an Office 97-2003 file other than DOC or PPT; supported: {SUPPORTED_LIST}"
+        )
     if content.startswith(b"PK\x03\x04"):
         return _zip_kind(filename, extension, content, limits or UnpackLimits())
     if text_encoding(content[:SAMPLE_BYTES]) is None:
@@ -59,6 +88,8 @@ def detect_kind(filename: str, content: bytes, limits: UnpackLimits | None = Non
     head = content[:1024].lstrip().lower()
     if head.startswith((b"<!doctype html", b"<html")):
         return "html"
+    if (headers := EMAIL_HEADER.match(content[:SAMPLE_BYTES])) and EMAIL_FIELDS.search(headers.group(0)):
+        return "eml"
     return "txt"
 
 
@@ -67,15 +98,20 @@ def _zip_kind(filename: str, extension: str, content: bytes, limits: UnpackLimit
         with zipfile.ZipFile(io.BytesIO(content)) as archive:
             members = archive.infolist()
             names = {member.filename for member in members}
+            # An OpenDocument file names its type in a small first member, "mimetype".
+            small = "mimetype" in names and archive.getinfo("mimetype").file_size < 200
+            mimetype = archive.read("mimetype").decode("ascii", "replace").strip() if small else ""
     except (zipfile.BadZipFile, OSError):
         # A damaged archive that claims an office type is accepted; the worker reports why it fails.
-        if extension.lstrip(".") in ZIP_KINDS_BY_MEMBER.values():
+        if extension.lstrip(".") in {*ZIP_KINDS_BY_MEMBER.values(), *ODF_KINDS.values()}:
             return extension.lstrip(".")
         raise UnsupportedDocument(f"{filename} is a damaged ZIP archive, not a supported document") from None
     _check_unpacked_size(filename, members, limits)
     for member, kind in ZIP_KINDS_BY_MEMBER.items():
         if member in names:
             return kind
+    if mimetype in ODF_KINDS:
+        return ODF_KINDS[mimetype]
     raise UnsupportedDocument(f"{filename} is a ZIP archive, not a supported document; supported: {SUPPORTED_LIST}")
 
 

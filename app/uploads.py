@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import email
+import email.policy
 import hashlib
 import logging
 import os
@@ -48,6 +50,20 @@ def accept_upload(
     size = len(content)
     log.info("document %s: %s: %s (%s, %d bytes), version %d", doc.id, outcome, filename, kind, size, doc.version)
     return doc, outcome
+
+
+def email_attachments(filename: str, content: bytes) -> list[tuple[str, bytes]]:
+    """The files attached to an e-mail, each named after the e-mail and itself ("offsite.eml - agenda.pdf", so
+    that its extension still counts); the e-mail's text bodies are its own document."""
+    message = email.message_from_bytes(content, policy=email.policy.default)
+    attached = []
+    for number, part in enumerate(message.walk(), start=1):
+        if part.is_multipart() or part.get_content_disposition() != "attachment":
+            continue
+        data = part.get_payload(decode=True)
+        if isinstance(data, bytes) and data.strip():
+            attached.append((f"{filename} - {part.get_filename() or f'attachment-{number}'}", data))
+    return attached
 
 
 def _write_once(path: Path, content: bytes) -> None:

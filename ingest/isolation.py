@@ -4,16 +4,18 @@ server process that already holds the dedoc pipeline, so each one starts in mill
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import resource
+import signal
 import threading
 import time
 from multiprocessing.connection import Connection
 from pathlib import Path
 
 from app.errors import ParseError, RagError
-from ingest.parsing import parse_to_markdown
+from ingest.parsing import ParseOptions, parse_to_markdown
 
 CANCEL_CHECK_SECONDS = 0.2
 OUT_OF_MEMORY_SHARE = 0.8  # of the limit in use when parsing fails: it failed for want of memory
@@ -25,7 +27,7 @@ _CONTEXT.set_forkserver_preload(["ingest.warm_parser"])
 def parse_isolated(
     path: Path,
     kind: str,
-    pdf_parser: str,
+    options: ParseOptions,
     timeout_seconds: float,
     memory_bytes: int,
     cancel: threading.Event | None = None,
@@ -34,7 +36,7 @@ def parse_isolated(
     `memory_bytes` of memory, dies, or `cancel` is set (the worker is stopping)."""
     receive, send = _CONTEXT.Pipe(duplex=False)
     child = _CONTEXT.Process(
-        target=_parse_child, args=(send, str(path), kind, pdf_parser, memory_bytes), name="parse", daemon=True
+        target=_parse_child, args=(send, str(path), kind, options, memory_bytes), name="parse", daemon=True
     )
     child.start()
     send.close()  # the child's end: once the child is gone, receiving ends instead of waiting
@@ -57,17 +59,19 @@ def parse_isolated(
     finally:
         receive.close()
         child.kill()
+        _kill_group(child.pid)  # what the child started (Tesseract, LibreOffice)
         child.join()
     if parsed:
         return str(value)
     raise value
 
 
-def _parse_child(send: Connection, path: str, kind: str, pdf_parser: str, memory_bytes: int) -> None:
+def _parse_child(send: Connection, path: str, kind: str, options: ParseOptions, memory_bytes: int) -> None:
+    os.setpgid(0, 0)  # a process group of its own: the programs it starts are stopped with it
     # The data segment (heap and anonymous mappings): what parsing grows; the libraries' mappings are not counted.
     resource.setrlimit(resource.RLIMIT_DATA, (memory_bytes, memory_bytes))
     try:
-        result: tuple[bool, object] = (True, parse_to_markdown(Path(path), kind, pdf_parser=pdf_parser))
+        result: tuple[bool, object] = (True, parse_to_markdown(Path(path), kind, options))
     except Exception as exc:
         # Running out of memory shows in many ways (MemoryError, ENOMEM, zlib's -4 inside "could not be read"):
         # a failure with the memory nearly used up is reported as what it is.
@@ -80,6 +84,13 @@ def _parse_child(send: Connection, path: str, kind: str, pdf_parser: str, memory
             result = (False, ParseError(f"could not be processed ({type(exc).__name__}: {exc})"))
     send.send(result)
     send.close()
+
+
+def _kill_group(pid: int | None) -> None:
+    if pid is None:
+        return
+    with contextlib.suppress(ProcessLookupError):  # nothing left in the group
+        os.killpg(pid, signal.SIGKILL)
 
 
 def _data_bytes() -> int:

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import email
+import email.policy
 import functools
 import logging
 import re
 import tempfile
 import time
+from dataclasses import dataclass
+from email.message import EmailMessage
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from app.errors import EmptyDocument, ParseError, UnsupportedDocument
-from app.filetypes import SAMPLE_BYTES, SUPPORTED_KINDS, decode_text, text_encoding
-from ingest.pdf import pdf_to_markdown
+from app.filetypes import IMAGE_KINDS, SAMPLE_BYTES, SUPPORTED_KINDS, decode_text, text_encoding
+from ingest.ocr import ocr_pages
+from ingest.office import CONVERTED_TO, convert
+from ingest.pdf import PAGE_MARKER, pdf_to_markdown
 
 if TYPE_CHECKING:
     from dedoc import DedocManager
@@ -27,7 +33,7 @@ _dedoc_log = logging.getLogger(f"{__name__}.dedoc")
 PDF_PARSERS = ("text-layer", "dedoc")
 MAX_HEADER_DEPTH = 6
 
-_LABELS = {"md": "Markdown", "txt": "text"}
+_LABELS = {"md": "Markdown", "txt": "text", "jpeg": "JPEG", "eml": "e-mail"}
 _DEDOC_PARAMETERS = {"structure_type": "tree", "pdf_with_text_layer": "true"}
 _DEDOC_PDF_HINT = (
     "dedoc's PDF reader needs its models (run `python -m dedoc.download_models` once, with internet access)"
@@ -40,20 +46,64 @@ DECLARED_CHARSET = re.compile(rb"<meta[^>]+charset", re.IGNORECASE)
 _NUMBERED_HEADING = re.compile(r"^(\d+(?:\.\d+)*)\.?\s+[A-Z]")
 
 
-def parse_to_markdown(path: Path, kind: str, *, pdf_parser: str = "text-layer") -> str:
+@dataclass(frozen=True)
+class ParseOptions:
+    pdf_parser: str = "text-layer"  # ingest.pdf_parser
+    ocr_languages: str = "eng"  # ingest.ocr_languages: Tesseract's, "eng+deu"; "" reads no images
+
+    def __post_init__(self) -> None:
+        if self.pdf_parser not in PDF_PARSERS:
+            raise ValueError(f"pdf_parser must be one of {PDF_PARSERS}, not {self.pdf_parser!r}")
+
+
+def parse_to_markdown(path: Path, kind: str, options: ParseOptions = ParseOptions()) -> str:
     """Return the document at `path` as Markdown; raise UnsupportedDocument, EmptyDocument or ParseError."""
     if kind not in SUPPORTED_KINDS:
         supported = ", ".join(sorted(SUPPORTED_KINDS))
         raise UnsupportedDocument(f"documents of kind {kind!r} cannot be parsed; supported kinds: {supported}")
-    if pdf_parser not in PDF_PARSERS:
-        raise ValueError(f"pdf_parser must be one of {PDF_PARSERS}, not {pdf_parser!r}")
     if path.stat().st_size == 0:
         raise EmptyDocument(f"the {_label(kind)} file is empty")
     if kind in {"md", "txt"}:
         return _read_text(path, kind)
-    if kind == "pdf" and pdf_parser == "text-layer":
-        return pdf_to_markdown(path)
+    if kind == "eml":
+        return _email_markdown(path)
+    if kind in IMAGE_KINDS:
+        return _image_markdown(path, kind, options.ocr_languages)
+    if kind == "pdf" and options.pdf_parser == "text-layer":
+        return pdf_to_markdown(path, options.ocr_languages)
     return _parse_with_dedoc(path, kind)
+
+
+def _email_markdown(path: Path) -> str:
+    """An e-mail: its subject as the title, the sender, recipients and date as lines to search, then its text
+    (the plain part, else the HTML one as text). Attachments were made documents of their own at upload."""
+    from bs4 import BeautifulSoup
+
+    message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+    if not isinstance(message, EmailMessage):
+        raise ParseError("the e-mail could not be read")
+    body = message.get_body(preferencelist=("plain", "html"))
+    text = body.get_content() if body is not None else ""
+    if body is not None and body.get_content_subtype() == "html":
+        text = BeautifulSoup(text, "html.parser").get_text("\n")
+    fields = [f"{name}: {message[name]}" for name in ("From", "To", "Cc", "Date") if message[name]]
+    if not text.strip() and not message["Subject"]:
+        raise EmptyDocument("the e-mail has neither a subject nor any text")
+    title = " ".join(str(message["Subject"] or "(no subject)").split())
+    return f"# {title}\n\n" + "  \n".join(fields) + "\n\n" + _escape_hashes(text.strip()) + "\n"
+
+
+def _image_markdown(path: Path, kind: str, languages: str) -> str:
+    """A photo or scan of text, read by Tesseract; each page of a multi-page TIFF marked as PDF pages are."""
+    if not languages:
+        raise UnsupportedDocument("reading text from images is off (ingest.ocr_languages is empty)")
+    pages = ocr_pages(path, languages)
+    if not any(page.strip() for page in pages):
+        raise EmptyDocument(f"no text was found in the {_label(kind)} image")
+    if len(pages) == 1:
+        return plain_text_markdown(_escape_hashes(pages[0]))
+    marked = [f"{PAGE_MARKER.format(n)}\n\n{_escape_hashes(text)}" for n, text in enumerate(pages, 1) if text]
+    return plain_text_markdown("\n\n".join(marked))
 
 
 def _label(kind: str) -> str:
@@ -66,10 +116,10 @@ def _read_text(path: Path, kind: str) -> str:
     text = decode_text(path.read_bytes())
     if not text.strip():
         raise _no_text(kind)
-    return text if kind == "md" else _plain_text_markdown(_escape_hashes(text))
+    return text if kind == "md" else plain_text_markdown(_escape_hashes(text))
 
 
-def _plain_text_markdown(text: str) -> str:
+def plain_text_markdown(text: str) -> str:
     """Give headers to the heading lines of plain text: a one-line block that reads as a title.
 
     The first such block is the title (#); "2. Scope" is ##, "2.1 Who" ###; other title-like lines ##.
@@ -121,7 +171,10 @@ def _parse_with_dedoc(path: Path, kind: str) -> str:
     with tempfile.TemporaryDirectory(prefix="docqa-parse-") as tmp:
         # dedoc picks its reader by file extension; uploads are stored without one.
         named = Path(tmp) / f"document.{kind}"
-        if kind == "html":
+        if kind in CONVERTED_TO:
+            named.symlink_to(path.resolve())
+            named = convert(named, kind, Path(tmp))
+        elif kind == "html":
             _write_html_rows_apart(path, named)
         elif kind == "csv":
             named.write_text(decode_text(path.read_bytes()), encoding="utf-8")  # dedoc reads CSV as UTF-8

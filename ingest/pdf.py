@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 import statistics
+import tempfile
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from app.errors import EmptyDocument, ParseError
+from ingest.ocr import ocr_pages
 
 PAGE_MARKER = "<!--page:{}-->"  # no spaces: the chunker never splits inside it
 PAGE_MARKERS = re.compile(r"<!--page:(\d+)-->")
@@ -31,35 +33,53 @@ class Line:
     page: int  # 1-based
     box: int  # the text box (about a paragraph) on its page
     text: str
-    size: float  # font size, rounded to half points
+    size: float  # font size, rounded to half points; 0 when read by OCR (unknown)
     bold: bool
 
 
-def pdf_to_markdown(path: Path) -> str:
-    """Raise ParseError for a damaged or locked PDF, EmptyDocument for one without a text layer."""
-    outline, pages = _outline(path)
-    lines = _without_running_lines(list(_lines(path)), pages)
+def pdf_to_markdown(path: Path, ocr_languages: str = "") -> str:
+    """Pages without a text layer (scans) are read by OCR in `ocr_languages` ("" for none). Raise ParseError for
+    a damaged or locked PDF, EmptyDocument for one without text."""
+    reader = _reader(path)
+    outline = _outline(reader)
+    lines = _without_running_lines(list(_lines(path)), len(reader.pages))
+    if ocr_languages:
+        lines = _with_scanned_pages(reader, lines, ocr_languages)
     if not any(_WORD.search(line.text) for line in lines):
-        raise EmptyDocument("the PDF has no text layer; OCR is not enabled")
-    headings = _outline_headings(lines, outline) if outline else _font_headings(lines)
-    return _markdown(lines, headings)
+        raise EmptyDocument(
+            "no text was found in the PDF, in its text layer or by OCR"
+            if ocr_languages
+            else "the PDF has no text layer; OCR is off (ingest.ocr_languages)"
+        )
+    if outline:
+        return _markdown(lines, *_outline_headings(lines, outline))
+    return _markdown(lines, _font_headings(lines), {})
 
 
-def _outline(path: Path) -> tuple[list[tuple[int, str, int]], int]:
-    """((depth, title, page) of every bookmark, the number of pages)."""
+def _reader(path: Path) -> Any:
     from pypdf import PdfReader
 
     try:
         reader = PdfReader(path)
-        if reader.is_encrypted and not reader.decrypt(""):
-            raise ParseError("the PDF is protected by a password; upload a copy without one")
-        entries: list[tuple[int, str, int]] = []
-        _walk_outline(reader, reader.outline, 1, entries)
-        return entries, len(reader.pages)
-    except ParseError:
-        raise
+        locked = reader.is_encrypted and not reader.decrypt("")
+        pages = 0 if locked else len(reader.pages)
     except Exception as exc:  # pypdf raises PdfReadError, but also ValueError, KeyError... on damaged files
         raise ParseError(f"the PDF file could not be read; it may be damaged or not really a PDF file ({exc})") from exc
+    if locked:
+        raise ParseError("the PDF is protected by a password; upload a copy without one")
+    if not pages:
+        raise EmptyDocument("the PDF has no pages")
+    return reader
+
+
+def _outline(reader: Any) -> list[tuple[int, str, int]]:
+    """(depth, title, page) of every bookmark."""
+    entries: list[tuple[int, str, int]] = []
+    try:
+        _walk_outline(reader, reader.outline, 1, entries)
+    except Exception:  # a damaged outline: the fonts still give headings
+        return []
+    return entries
 
 
 def _walk_outline(reader: Any, items: list[Any], depth: int, out: list[tuple[int, str, int]]) -> None:
@@ -94,6 +114,31 @@ def _lines(path: Path) -> Iterator[Line]:
         raise ParseError(f"the PDF file could not be read; it may be damaged ({exc})") from exc
 
 
+def _with_scanned_pages(reader: Any, lines: list[Line], languages: str) -> list[Line]:
+    """`lines` and the OCR of the images on each page that has no text layer."""
+    with_text = {line.page for line in lines}
+    scanned: list[Line] = []
+    with tempfile.TemporaryDirectory(prefix="docqa-ocr-") as tmp:
+        for number, page in enumerate(reader.pages, start=1):
+            if number in with_text:
+                continue
+            for n, image in enumerate(_images(page)):
+                path = Path(tmp) / f"page{number}-{n}{Path(image.name).suffix or '.png'}"
+                path.write_bytes(image.data)
+                text = "\n\n".join(ocr_pages(path, languages))
+                for box, paragraph in enumerate(re.split(r"\n\s*\n", text)):
+                    scanned += [Line(number, 1000 * n + box, " ".join(row.split()), 0.0, False)
+                                for row in paragraph.splitlines() if row.strip()]  # fmt: skip
+    return sorted(lines + scanned, key=lambda line: line.page)
+
+
+def _images(page: Any) -> list[Any]:
+    try:
+        return list(page.images)
+    except Exception:  # an image pypdf cannot decode: the page stays without text
+        return []
+
+
 def _shape(text: str) -> str:
     return re.sub(r"\d+", "#", text.lower())
 
@@ -113,34 +158,42 @@ def _normalized(text: str) -> str:
     return " ".join(_WORD.findall(_LEADING_NUMBER.sub("", text.lower())))
 
 
-def _outline_headings(lines: list[Line], outline: list[tuple[int, str, int]]) -> dict[int, tuple[int, str]]:
-    """Line index -> (depth, title) for each bookmark: the line of its page that reads as its title (the line's
-    own text, with its numbering), or the bookmark's title before the first line of its page when none does."""
-    headings: dict[int, tuple[int, str]] = {}
-    first_of_page = {}
+Headings = dict[int, tuple[int, str]]  # line index -> (depth, text)
+Inserted = dict[int, list[tuple[int, str]]]  # line index -> headings to put before it
+
+
+def _outline_headings(lines: list[Line], outline: list[tuple[int, str, int]]) -> tuple[Headings, Inserted]:
+    """For each bookmark, the line of its page that reads as its title (a heading of the line's own text, with its
+    numbering), or else its title as a heading inserted before the first line of its page."""
+    headings: Headings = {}
+    inserted: Inserted = {}
+    on_page: dict[int, list[int]] = {}
     for index, line in enumerate(lines):
-        first_of_page.setdefault(line.page, index)
+        on_page.setdefault(line.page, []).append(index)
     for depth, title, page in outline:
         wanted = _normalized(title)
-        candidates = [i for i, line in enumerate(lines) if line.page in (page, page + 1) and i not in headings]
+        candidates = [i for i in on_page.get(page, []) + on_page.get(page + 1, []) if i not in headings]
         found = next((i for i in candidates if wanted and _normalized(lines[i].text) == wanted), None)
         if found is not None:
             headings[found] = (min(depth, MAX_DEPTH), lines[found].text)
-        elif page in first_of_page:
-            headings[-first_of_page[page] - 1] = (min(depth, MAX_DEPTH), title)  # before the page's first line
-    return headings
+        elif page in on_page:
+            inserted.setdefault(on_page[page][0], []).append((min(depth, MAX_DEPTH), title))
+    return headings, inserted
 
 
-def _font_headings(lines: list[Line]) -> dict[int, tuple[int, str]]:
+def _font_headings(lines: list[Line]) -> Headings:
     """Line index -> (depth, text) for lines set larger than the body text, or bold on a line of their own;
     depth by size, largest first."""
     weights: Counter[float] = Counter()
     for line in lines:
-        weights[line.size] += len(line.text)
+        if line.size:  # not read by OCR
+            weights[line.size] += len(line.text)
+    if not weights:
+        return {}
     body = weights.most_common(1)[0][0]
     candidates = {}
     for index, line in enumerate(lines):
-        if not _reads_as_heading(line.text):
+        if not line.size or not _reads_as_heading(line.text):
             continue
         if line.size >= body * _HEADING_SIZE_RATIO:
             candidates[index] = line.size
@@ -163,7 +216,7 @@ def _reads_as_heading(text: str) -> bool:
     return 0 < len(words) <= 14 and len(text) <= 100 and text[-1] not in ".,;" and bool(re.search(r"[^\W\d_]", text))
 
 
-def _markdown(lines: list[Line], headings: dict[int, tuple[int, str]]) -> str:
+def _markdown(lines: list[Line], headings: Headings, inserted: Inserted) -> str:
     out: list[str] = []
     paragraph: list[str] = []
     page = box = None
@@ -178,14 +231,14 @@ def _markdown(lines: list[Line], headings: dict[int, tuple[int, str]]) -> str:
             flush()
             page, box = line.page, None
             out.append(PAGE_MARKER.format(page))
-        if (-index - 1) in headings:  # a bookmark whose title is not in the page's text
+        for depth, title in inserted.get(index, []):  # bookmarks whose titles are not in the page's text
             flush()
-            depth, title = headings[-index - 1]
             out.append(f"{'#' * depth} {title}")
         if index in headings:
             flush()
             depth, title = headings[index]
-            if out and out[-1].startswith("#" * depth + " ") and lines[index - 1].box == line.box:
+            wraps = index > 0 and (index - 1) in headings and lines[index - 1].box == line.box
+            if wraps and out[-1].startswith("#" * depth + " "):
                 out[-1] += " " + title  # a heading that wraps onto a second line
             else:
                 out.append(f"{'#' * depth} {title}")

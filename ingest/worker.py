@@ -25,6 +25,7 @@ from app.store import DocumentVersion, NewChunk, Store
 from ingest.chunking import TextChunk, chunk_markdown
 from ingest.isolation import parse_isolated
 from ingest.metrics import WorkerMetrics
+from ingest.parsing import ParseOptions
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +151,7 @@ class Worker:
             markdown = parse_isolated(
                 self.settings.storage.uploads_dir / doc.sha256,
                 doc.kind,
-                ingest.pdf_parser,
+                ParseOptions(ingest.pdf_parser, ingest.ocr_languages),
                 ingest.parse_timeout_seconds,
                 ingest.parse_memory_bytes,
                 self._closing,

@@ -74,6 +74,7 @@ class UploadedFile(BaseModel):
     )
     error: str | None = None
     error_status: int | None = Field(None, description="HTTP status this file alone would get: 413, 415, 422")
+    attachment_of: str | None = Field(None, description="For a file attached to an uploaded e-mail: its document id")
 
 
 class UploadResponse(BaseModel):

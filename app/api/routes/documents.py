@@ -21,7 +21,7 @@ from app.api.schemas import (
 from app.config import Settings
 from app.errors import DocumentNotFound, DocumentTooLarge, InvalidRequest, RagError
 from app.store import Document, Store, UploadOutcome
-from app.uploads import accept_upload, parse_collection, parse_tags
+from app.uploads import accept_upload, email_attachments, parse_collection, parse_tags
 
 router = APIRouter(prefix="/documents", tags=["documents"])
 
@@ -57,7 +57,7 @@ def upload_documents(
     tag_list = parse_tags(tags)
     target = parse_collection(collection)
     access.check_collection(target)
-    results = [_upload_one(upload, store, settings, tag_list, target) for upload in files]
+    results = [result for upload in files for result in _upload_one(upload, store, settings, tag_list, target)]
     if all(result.status == "rejected" for result in results):
         first = results[0]
         body = {"detail": first.error, "documents": [r.model_dump() for r in results]}
@@ -65,13 +65,27 @@ def upload_documents(
     return UploadResponse(documents=results)
 
 
-def _upload_one(upload: UploadFile, store: Store, settings: Settings, tags: list[str], collection: str) -> UploadedFile:
+def _upload_one(
+    upload: UploadFile, store: Store, settings: Settings, tags: list[str], collection: str
+) -> list[UploadedFile]:
+    """The file's result; for an e-mail, then one for each file attached to it (each a document of its own)."""
     filename = upload.filename or "unnamed"
     try:
-        doc, outcome = accept_upload(store, settings, filename, _read(upload, settings), tags, collection=collection)
+        content = _read(upload, settings)
+        doc, outcome = accept_upload(store, settings, filename, content, tags, collection=collection)
     except RagError as exc:
-        return UploadedFile(filename=filename, status="rejected", error=str(exc), error_status=exc.status_code)
-    return _uploaded(doc, outcome)
+        return [UploadedFile(filename=filename, status="rejected", error=str(exc), error_status=exc.status_code)]
+    results = [_uploaded(doc, outcome)]
+    if doc.kind == "eml":
+        for name, attached in email_attachments(filename, content):
+            try:
+                part, part_outcome = accept_upload(store, settings, name, attached, tags, collection=collection)
+            except RagError as exc:
+                failed = UploadedFile(filename=name, status="rejected", error=str(exc), error_status=exc.status_code)
+                results.append(failed.model_copy(update={"attachment_of": doc.id}))
+                continue
+            results.append(_uploaded(part, part_outcome).model_copy(update={"attachment_of": doc.id}))
+    return results
 
 
 def _read(upload: UploadFile, settings: Settings) -> bytes:

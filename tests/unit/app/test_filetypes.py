@@ -5,6 +5,7 @@ import os
 import pytest
 
 from app.errors import DocumentTooLarge, EmptyDocument, UnsupportedDocument
+from app.filetypes import OLE_SIGNATURE as OLE
 from app.filetypes import UnpackLimits, decode_text, detect_kind, text_encoding
 from tests.documents import TRAVEL_POLICY_HTML, corrupt_docx, docx_bomb, fake_zip
 
@@ -28,6 +29,19 @@ from tests.documents import TRAVEL_POLICY_HTML, corrupt_docx, docx_bomb, fake_zi
         ("latin1.txt", "café".encode("latin-1") * 10, "txt"),
         ("windows.csv", "Ville;Prix\nMâcon;30 €\n".encode("cp1252"), "csv"),
         ("utf16.md", "# Titel\n".encode("utf-16"), "md"),
+        ("scan.png", b"\x89PNG\r\n\x1a\n" + bytes(100), "png"),
+        ("photo.jpg", b"\xff\xd8\xff\xe0" + bytes(100), "jpeg"),
+        ("fax.tif", b"II*\x00" + bytes(100), "tiff"),
+        ("fax", b"MM\x00*" + bytes(100), "tiff"),
+        ("letter.rtf", b"{\\rtf1\\ansi Hello}", "rtf"),
+        ("memo.eml", b"From: a@example.com\r\nSubject: Hi\r\n\r\nBody\r\n", "eml"),
+        ("saved.txt", b"Received: by mx\n  (continued)\nFrom: a@example.com\n\nBody\n", "eml"),
+        ("notes.txt", b"Note: not a header block\nTo do: more\n\nbody", "txt"),
+        ("renamed.txt", b"{\\rtf1\\ansi Hello}", "rtf"),
+        ("text.odt", fake_zip({"mimetype": b"application/vnd.oasis.opendocument.text"}), "odt"),
+        ("slides.odp", fake_zip({"mimetype": b"application/vnd.oasis.opendocument.presentation"}), "odp"),
+        ("old.doc", OLE + "WordDocument".encode("utf-16-le") + bytes(100), "doc"),
+        ("old.ppt", OLE + "PowerPoint Document".encode("utf-16-le") + bytes(100), "ppt"),
     ],
 )
 def test_kind_is_judged_by_content_then_extension(filename: str, content: bytes, kind: str) -> None:
@@ -37,11 +51,12 @@ def test_kind_is_judged_by_content_then_extension(filename: str, content: bytes,
 @pytest.mark.parametrize(
     ("filename", "content"),
     [
-        ("photo.png", b"\x89PNG\r\n\x1a\n" + bytes(100)),
+        ("photo.gif", b"GIF89a" + bytes(100)),
         ("fake.txt", bytes(range(256))),
         ("junk.txt", bytes(range(1, 256)) * 4),  # control characters: binary, though it has no NUL
         ("archive.zip", fake_zip({"a.txt": b"x"})),
-        ("text.odt", fake_zip({"mimetype": b"application/vnd.oasis.opendocument.text"})),
+        ("sheet.ods", fake_zip({"mimetype": b"application/vnd.oasis.opendocument.spreadsheet"})),
+        ("old.xls", OLE + "Workbook".encode("utf-16-le") + bytes(100)),
         ("broken.zip", corrupt_docx()),
     ],
 )

@@ -10,7 +10,7 @@ import pytest
 
 from app.errors import ParseError
 from ingest.isolation import parse_isolated
-from ingest.parsing import parse_to_markdown
+from ingest.parsing import ParseOptions, parse_to_markdown
 from tests.documents import corrupt_docx, refund_policy_docx
 
 pytestmark = pytest.mark.filterwarnings("ignore::pydantic.warnings.PydanticDeprecatedSince20")
@@ -25,20 +25,20 @@ def stored(tmp_path: Path, content: bytes) -> Path:
 
 def test_a_child_parses_as_the_worker_would(tmp_path: Path) -> None:
     docx = stored(tmp_path, refund_policy_docx())
-    assert parse_isolated(docx, "docx", "pypdf", 60, ROOMY) == parse_to_markdown(docx, "docx")
+    assert parse_isolated(docx, "docx", ParseOptions(), 60, ROOMY) == parse_to_markdown(docx, "docx")
 
 
 def test_a_parse_error_in_the_child_is_the_same_error(tmp_path: Path) -> None:
     with pytest.raises(ParseError, match="the DOCX file could not be read"):
-        parse_isolated(stored(tmp_path, corrupt_docx()), "docx", "pypdf", 60, ROOMY)
+        parse_isolated(stored(tmp_path, corrupt_docx()), "docx", ParseOptions(), 60, ROOMY)
 
 
 def test_a_parse_past_its_time_is_stopped_and_says_which_setting(tmp_path: Path) -> None:
     with pytest.raises(ParseError, match=r"longer than 0.001 s \(ingest.parse_timeout_seconds\)"):
-        parse_isolated(stored(tmp_path, refund_policy_docx()), "docx", "pypdf", 0.001, ROOMY)
+        parse_isolated(stored(tmp_path, refund_policy_docx()), "docx", ParseOptions(), 0.001, ROOMY)
 
 
 def test_a_parse_past_its_memory_is_stopped_and_says_which_setting(tmp_path: Path) -> None:
     # Far below what dedoc itself holds: the first allocation fails (where exactly varies; the message does not).
     with pytest.raises(ParseError, match=r"more than 10 MB \(ingest.parse_memory_bytes\)"):
-        parse_isolated(stored(tmp_path, refund_policy_docx()), "docx", "pypdf", 60, 10_000_000)
+        parse_isolated(stored(tmp_path, refund_policy_docx()), "docx", ParseOptions(), 60, 10_000_000)

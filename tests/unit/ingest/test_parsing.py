@@ -7,15 +7,22 @@ from pathlib import Path
 import pytest
 
 from app.errors import EmptyDocument, ParseError, UnsupportedDocument
-from ingest.parsing import SUPPORTED_KINDS, parse_to_markdown
+from ingest.parsing import SUPPORTED_KINDS, ParseOptions, parse_to_markdown
 from tests.documents import (
     HOLIDAY_POLICY_TXT,
     SECURITY_POLICY_MD,
     TRAVEL_POLICY_HTML,
+    converted,
     corrupt_docx,
+    email_bytes,
     expense_policy_pdf,
     fake_zip,
+    odp_bytes,
+    pptx_bytes,
     refund_policy_docx,
+    scanned_pdf,
+    text_image,
+    xlsx_bytes,
 )
 
 # dedoc's API schemas use pydantic v1 idioms; they warn on import.
@@ -35,7 +42,7 @@ def upload(tmp_path: Path):
 
 
 def parse(upload, content: bytes, kind: str, **options: str) -> str:
-    return parse_to_markdown(upload(content), kind, **options)
+    return parse_to_markdown(upload(content), kind, ParseOptions(**options))
 
 
 def lines_of(markdown: str) -> list[str]:
@@ -65,53 +72,6 @@ def pdf_bytes(*pages: str, password: str = "") -> bytes:
     if password:
         return pdf.tobytes(encryption=pymupdf.PDF_ENCRYPT_AES_256, owner_pw="owner", user_pw=password)
     return pdf.tobytes()
-
-
-# Minimal Office Open XML packages; python-pptx and openpyxl are not dependencies.
-CONTENT_TYPES = (
-    '<?xml version="1.0" encoding="UTF-8"?><Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types">'
-    '<Default Extension="xml" ContentType="application/xml"/></Types>'
-)
-PML = 'xmlns:a="http://schemas.openxmlformats.org/drawingml/2006/main" xmlns:p="http://schemas.openxmlformats.org/presentationml/2006/main"'
-SML = 'xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"'
-REL = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
-
-
-def pptx_bytes(*slides: tuple[str, str]) -> bytes:
-    def shape(text: str) -> str:
-        return (
-            '<p:sp><p:nvSpPr><p:cNvPr id="2" name="t"/><p:cNvSpPr/><p:nvPr/></p:nvSpPr><p:spPr/>'
-            f"<p:txBody><a:bodyPr/><a:p><a:r><a:t>{text}</a:t></a:r></a:p></p:txBody></p:sp>"
-        )
-
-    files = {"[Content_Types].xml": CONTENT_TYPES, "ppt/presentation.xml": f"<p:presentation {PML}/>"}
-    for number, (title, body) in enumerate(slides, start=1):
-        tree = shape(title) + shape(body)
-        files[f"ppt/slides/slide{number}.xml"] = f"<p:sld {PML}><p:cSld><p:spTree>{tree}</p:spTree></p:cSld></p:sld>"
-    return fake_zip({name: text.encode() for name, text in files.items()})
-
-
-def xlsx_bytes(rows: list[list[str]]) -> bytes:
-    strings = sorted({cell for row in rows for cell in row})
-    sheet_rows = "".join(
-        f'<row r="{r}">'
-        + "".join(f'<c r="{chr(65 + c)}{r}" t="s"><v>{strings.index(cell)}</v></c>' for c, cell in enumerate(row))
-        + "</row>"
-        for r, row in enumerate(rows, start=1)
-    )
-    files = {
-        "[Content_Types].xml": CONTENT_TYPES,
-        "_rels/.rels": f'<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">'
-        f'<Relationship Id="rId1" Type="{REL}/officeDocument" Target="xl/workbook.xml"/></Relationships>',
-        "xl/workbook.xml": f'<workbook {SML} xmlns:r="{REL}"><sheets>'
-        '<sheet name="Rates" sheetId="1" r:id="rId1"/></sheets></workbook>',
-        "xl/_rels/workbook.xml.rels": '<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">'
-        f'<Relationship Id="rId1" Type="{REL}/worksheet" Target="worksheets/sheet1.xml"/>'
-        f'<Relationship Id="rId2" Type="{REL}/sharedStrings" Target="sharedStrings.xml"/></Relationships>',
-        "xl/sharedStrings.xml": f"<sst {SML}>" + "".join(f"<si><t>{s}</t></si>" for s in strings) + "</sst>",
-        "xl/worksheets/sheet1.xml": f"<worksheet {SML}><sheetData>{sheet_rows}</sheetData></worksheet>",
-    }
-    return fake_zip({name: text.encode() for name, text in files.items()})
 
 
 def test_docx_headings_become_nested_markdown_headers_with_their_paragraphs(upload) -> None:
@@ -286,8 +246,33 @@ def test_pdf_without_an_outline_takes_its_headings_from_the_fonts(upload) -> Non
     ]
 
 
+def test_scanned_pdf_pages_are_read_by_ocr_and_keep_their_page(upload) -> None:
+    markdown = parse(upload, scanned_pdf((), ("Hotels cost at most 150 euros a night.",)), "pdf")
+    assert "<!--page:1-->\n\nCover page of the travel policy." in markdown
+    page_two = markdown.split("<!--page:2-->")[1]
+    assert "Hotels cost at most 150 euros a night." in page_two
+
+
+def test_images_of_text_are_read_by_ocr(upload) -> None:
+    markdown = parse(upload, text_image("Badges are renewed every 2 years.", fmt="png"), "png")
+    assert "Badges are renewed every 2 years." in markdown
+    assert "Expense claims" in parse(upload, text_image("Expense claims close on Friday.", fmt="jpeg"), "jpeg")
+
+
+def test_ocr_can_be_off_and_then_says_so(upload) -> None:
+    with pytest.raises(EmptyDocument, match="OCR is off"):
+        parse(upload, scanned_pdf(("Only pixels here.",)), "pdf", ocr_languages="")
+    with pytest.raises(UnsupportedDocument, match="ingest.ocr_languages"):
+        parse(upload, text_image("Only pixels here."), "png", ocr_languages="")
+
+
+def test_an_ocr_language_that_is_not_installed_is_named(upload) -> None:
+    with pytest.raises(ParseError, match="install the language"):
+        parse(upload, text_image("Bonjour."), "png", ocr_languages="zzz")
+
+
 def test_pdf_without_a_text_layer_is_empty(upload) -> None:
-    with pytest.raises(EmptyDocument, match="no text layer; OCR is not enabled"):
+    with pytest.raises(EmptyDocument, match="no text was found in the PDF, in its text layer or by OCR"):
         parse(upload, pdf_bytes(""), "pdf")
 
 
@@ -342,6 +327,46 @@ def test_csv_becomes_a_markdown_table(upload) -> None:
     ]
 
 
+@pytest.mark.parametrize("html", [False, True], ids=["plain", "html"])
+def test_an_email_has_its_subject_as_title_its_fields_and_its_text(upload, html: bool) -> None:
+    content = email_bytes("Office move", "We move to the fourth floor on 1 December.", {"plan.md": b"# Plan"}, html)
+    assert lines_of(parse(upload, content, "eml")) == [
+        "# Office move",
+        "From: Facilities <facilities@example.com>  ",
+        "To: all-staff@example.com  ",
+        "Date: Mon, 23 Nov 2026 09:30:00 +0100",
+        "We move to the fourth floor on 1 December.",
+    ]
+
+
+@pytest.mark.parametrize("kind", ["doc", "odt", "rtf"])
+def test_older_and_open_text_formats_are_converted_by_libreoffice_with_their_headings(upload, kind: str) -> None:
+    markdown = parse(upload, converted(refund_policy_docx(), "docx", kind), kind)
+    assert lines_of(markdown)[:4] == [
+        "# Refund Policy",
+        "This policy explains how customers get their money back.",
+        "## Eligibility",
+        "Customers can request a full refund within 30 days of purchase.",
+    ]
+
+
+@pytest.mark.parametrize("kind", ["odp", "ppt"])
+def test_open_and_older_presentations_are_converted_by_libreoffice_slide_by_slide(upload, kind: str) -> None:
+    deck = odp_bytes(("Visitors", "Visitors park on level minus two."), ("Badges", "Collect badges at reception."))
+    content = deck if kind == "odp" else converted(deck, "odp", kind)
+    assert lines_of(parse(upload, content, kind)) == [
+        "# Visitors",
+        "Visitors park on level minus two.",
+        "# Badges",
+        "Collect badges at reception.",
+    ]
+
+
+def test_a_file_libreoffice_cannot_read_is_a_parse_error_naming_the_kind(upload) -> None:
+    with pytest.raises(ParseError, match="the RTF file could not be read"):
+        parse(upload, b"{\\rtf1" + bytes(range(256)) * 4, "rtf")
+
+
 @pytest.mark.parametrize("kind", ["docx", "pptx", "xlsx"])
 def test_corrupt_office_file_is_a_parse_error_naming_the_kind(upload, kind: str) -> None:
     with pytest.raises(ParseError, match=f"the {kind.upper()} file could not be read"):
@@ -384,7 +409,7 @@ def test_docx_without_text_is_an_empty_document(upload) -> None:
         parse(upload, docx_bytes(lambda document: None), "docx")
 
 
-@pytest.mark.parametrize("kind", ["odt", "exe", ""])
+@pytest.mark.parametrize("kind", ["xls", "exe", ""])
 def test_unknown_kind_is_unsupported(upload, kind: str) -> None:
     with pytest.raises(UnsupportedDocument, match="cannot be parsed"):
         parse(upload, b"some bytes", kind)

@@ -6,10 +6,10 @@ from collections.abc import Callable
 
 from fastapi.testclient import TestClient
 
-from tests.documents import docx_bomb
+from tests.documents import docx_bomb, email_bytes
 from tests.unit.app.api.conftest import index_queued
 
-PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
+GIF = b"GIF89a" + b"\x00" * 64  # a picture format nothing reads
 REFUNDS = b"# Refunds\n\nRefunds are accepted within 30 days of purchase.\n"
 
 
@@ -34,7 +34,7 @@ def test_the_same_bytes_again_are_the_same_document(client: TestClient, upload: 
 
 def test_a_lone_bad_file_gets_its_own_status_and_message(client: TestClient) -> None:
     cases = [
-        ("logo.png", PNG, 415, "not a supported document type"),
+        ("logo.gif", GIF, 415, "not a supported document type"),
         ("empty.md", b"", 422, "empty"),
         ("bomb.docx", docx_bomb(), 415, "looks like a zip bomb"),
     ]
@@ -46,12 +46,26 @@ def test_a_lone_bad_file_gets_its_own_status_and_message(client: TestClient) -> 
 
 
 def test_a_bad_file_in_a_batch_does_not_fail_the_good_one(client: TestClient) -> None:
-    files = [("files", ("logo.png", PNG)), ("files", ("refunds.md", REFUNDS))]
+    files = [("files", ("logo.gif", GIF)), ("files", ("refunds.md", REFUNDS))]
     response = client.post("/documents", files=files)
     assert response.status_code == 202
     bad, good = response.json()["documents"]
     assert (bad["status"], bad["error_status"]) == ("rejected", 415) and bad["id"] is None
     assert good["status"] == "queued"
+
+
+def test_an_emails_attachments_become_documents_of_their_own(client: TestClient) -> None:
+    memo = email_bytes("Refunds", "The refund rules are attached.", {"refunds.md": REFUNDS, "logo.gif": GIF})
+    response = client.post("/documents", files=[("files", ("memo.eml", memo))], data={"tags": "finance"})
+    assert response.status_code == 202
+    message, attached, refused = response.json()["documents"]
+    assert (message["filename"], message["status"], message["attachment_of"]) == ("memo.eml", "queued", None)
+    assert (attached["filename"], attached["status"]) == ("memo.eml - refunds.md", "queued")
+    assert (refused["filename"], refused["status"], refused["error_status"]) == ("memo.eml - logo.gif", "rejected", 415)
+    assert attached["attachment_of"] == refused["attachment_of"] == message["id"]
+    listed = {d["filename"]: d for d in client.get("/documents").json()["documents"]}
+    assert set(listed) == {"memo.eml", "memo.eml - refunds.md"}
+    assert listed["memo.eml - refunds.md"]["kind"] == "md" and listed["memo.eml - refunds.md"]["tags"] == ["finance"]
 
 
 def test_size_limits_answer_413(client: TestClient) -> None:
@@ -116,7 +130,7 @@ def test_put_uploads_a_version_explicitly(client: TestClient, upload: Callable) 
     assert taken.status_code == 409 and ids["other.md"] in taken.json()["detail"]
     missing = client.put("/documents/nope", files={"file": ("x.md", b"# X\n\nNew text.\n")})
     assert missing.status_code == 404 and "nope" in missing.json()["detail"]
-    bad = client.put(f"/documents/{doc_id}", files={"file": ("x.png", PNG)})
+    bad = client.put(f"/documents/{doc_id}", files={"file": ("x.gif", GIF)})
     assert bad.status_code == 415
     index_queued(client)
     assert "45 days" in client.post("/ask", json=REFUND_QUESTION).json()["answer"]
