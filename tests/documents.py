@@ -180,9 +180,10 @@ def scanned_pdf(*pages: tuple[str, ...]) -> bytes:
     for lines in pages:
         page = pdf.new_page()
         if lines:
-            page.insert_image(page.rect, stream=text_image(*lines))
-        else:
-            page.insert_text((72, 72), "Cover page of the travel policy.", fontsize=11)
+            page.insert_image(page.rect, stream=text_image(*lines, fmt="jpeg"))  # scanners write JPEG
+        else:  # enough text for a chunk of its own, so the scanned page's text starts a chunk
+            cover = "This cover page of the mail room policy has a text layer." * 15
+            page.insert_textbox(pymupdf.Rect(72, 72, 520, 700), cover, fontsize=11)
     return pdf.tobytes()
 
 
@@ -255,3 +256,17 @@ def email_bytes(subject: str, body: str, attachments: dict[str, bytes] | None = 
     for name, data in (attachments or {}).items():
         message.add_attachment(data, maintype="application", subtype="octet-stream", filename=name)
     return message.as_bytes()
+
+
+def policy_pdf(title: str, *pages: tuple[str, str]) -> bytes:
+    """A PDF with a text layer: the title on the first page, then one (heading, text) section per page."""
+    import pymupdf
+
+    pdf = pymupdf.open()
+    for number, (heading, text) in enumerate(pages):
+        page = pdf.new_page()
+        if number == 0:
+            page.insert_text((72, 72), title, fontsize=20, fontname="hebo")
+        page.insert_text((72, 120), heading, fontsize=15, fontname="hebo")
+        page.insert_text((72, 150), text, fontsize=11)
+    return pdf.tobytes()

@@ -111,6 +111,7 @@ def test_same_bytes_again_are_the_same_document(client: httpx.Client, documents:
         "new_version": False,
         "error": None,
         "error_status": None,
+        "attachment_of": None,
     }
 
 

@@ -248,7 +248,7 @@ def test_pdf_without_an_outline_takes_its_headings_from_the_fonts(upload) -> Non
 
 def test_scanned_pdf_pages_are_read_by_ocr_and_keep_their_page(upload) -> None:
     markdown = parse(upload, scanned_pdf((), ("Hotels cost at most 150 euros a night.",)), "pdf")
-    assert "<!--page:1-->\n\nCover page of the travel policy." in markdown
+    assert "<!--page:1-->\n\nThis cover page of the mail room policy has a text layer." in markdown
     page_two = markdown.split("<!--page:2-->")[1]
     assert "Hotels cost at most 150 euros a night." in page_two
 
