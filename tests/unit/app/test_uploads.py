@@ -35,7 +35,7 @@ def test_the_bytes_are_kept_once_and_the_same_bytes_are_the_same_document(tmp_pa
 
 @pytest.mark.parametrize(
     ("filename", "content", "error"),
-    [("empty.md", b"", EmptyDocument), ("logo.png", b"\x89PNG\r\n\x1a\n" + bytes(64), UnsupportedDocument)],
+    [("empty.md", b"", EmptyDocument), ("logo.gif", b"GIF89a" + bytes(64), UnsupportedDocument)],
 )
 def test_a_refused_file_stores_nothing(tmp_path: Path, filename: str, content: bytes, error: type) -> None:
     settings = Settings().with_data_dir(tmp_path)
