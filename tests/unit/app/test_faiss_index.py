@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 import Stemmer
 
-from app.faiss_index import MERGE_FACTOR, FaissIndexWriter, FaissLiveIndex, latest_generation
+from app.faiss_index import MERGE_FACTOR, FaissIndexWriter, FaissLiveIndex
 from app.lexical import Postings, bm25_scores
+from app.segments import latest_generation
 from tests.unit.app.indexes import Corpus, unit
 
 

@@ -15,7 +15,8 @@ from app.config import Settings
 from app.embedding import Embedder
 from app.embedding.sentence_transformers_backend import SentenceTransformersEmbedder
 from app.errors import ModelUnavailable
-from app.faiss_index import FaissLiveIndex, latest_generation
+from app.faiss_index import FaissLiveIndex
+from app.segments import latest_generation
 from app.sqlite_store import SQLiteStore
 from app.store import NewChunk, Store
 from ingest.worker import Worker
