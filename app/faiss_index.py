@@ -128,20 +128,10 @@ class FaissIndexWriter:
         return generation
 
     def _new_segment(self, store: Store, ids: list[int], name: str) -> Segment | None:
-        vector_ids, vectors = store.chunk_vectors(ids)
-        text_ids, texts = store.chunk_texts(ids)
-        present = np.intersect1d(vector_ids, text_ids)  # a chunk deleted between the two reads is left out
-        if len(present) == 0:
+        found, vectors, texts = store.chunk_contents(ids)  # a chunk deleted meanwhile is left out
+        if len(found) == 0:
             return None
-        by_id = dict(zip(text_ids.tolist(), texts, strict=True))
-        rows = _positions(vector_ids, present)
-        postings = Postings.build([by_id[i] for i in present.tolist()])
-        return write_segment(self.index_dir, name, present, vectors[rows], postings)
-
-
-def _positions(ids: np.ndarray, wanted: np.ndarray) -> np.ndarray:
-    order = np.argsort(ids)
-    return order[np.searchsorted(ids[order], wanted)]
+        return write_segment(self.index_dir, name, found, vectors, Postings.build(texts))
 
 
 def _tier(rows: int) -> int:

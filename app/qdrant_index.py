@@ -187,17 +187,14 @@ class QdrantIndexWriter:
         return indexed
 
     def _upsert(self, store: Store, ids: list[int], document_of: dict[int, str]) -> None:
-        vector_ids, vectors = store.chunk_vectors(ids)
-        text_ids, texts = store.chunk_texts(ids)
-        text_of = dict(zip(text_ids.tolist(), texts, strict=True))
+        found, vectors, texts = store.chunk_contents(ids)  # a chunk deleted meanwhile is left out
         points = [
             models.PointStruct(
                 id=chunk_id,
-                vector={DENSE: vector.tolist(), SPARSE: document_vector(text_of[chunk_id])},
+                vector={DENSE: vector.tolist(), SPARSE: document_vector(text)},
                 payload={"document_id": document_of[chunk_id]},
             )
-            for chunk_id, vector in zip(vector_ids.tolist(), vectors, strict=True)
-            if chunk_id in text_of  # else deleted since: the next change brings it up again
+            for chunk_id, vector, text in zip(found.tolist(), vectors, texts, strict=True)
         ]
         if points:
             self.client.upsert(self.collection, points=points)

@@ -406,36 +406,28 @@ class SqlStore:
         if document_ids is None:
             rows = self._read(query)
         else:
-            ordered, rows = sorted(document_ids), []
-            for start in range(0, len(ordered), 500):
-                batch = ordered[start : start + 500]
-                rows += self._read(f"{query} AND document_id IN ({','.join('?' * len(batch))})", batch)
+            rows = self._read_in(f"{query} AND document_id IN ({{}})", sorted(document_ids))
         chunks: dict[str, list[int]] = {}
         for row in rows:
             chunks.setdefault(row[0], []).append(row[1])
         return chunks
 
-    def chunk_texts(self, ids: list[int]) -> tuple[np.ndarray, list[str]]:
-        found_ids, texts = [], []
-        for start in range(0, len(ids), 500):
-            batch = ids[start : start + 500]
-            query = f"SELECT id, section, text FROM chunks WHERE id IN ({','.join('?' * len(batch))}) ORDER BY id"
-            for row in self._read(query, batch):
-                found_ids.append(row[0])
-                texts.append(searchable_text(row[1], row[2]))
-        return np.asarray(found_ids, dtype=np.int64), texts
+    def chunk_contents(self, ids: list[int]) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        query = "SELECT id, embedding, section, text FROM chunks WHERE id IN ({})"
+        rows = sorted(self._read_in(query, ids), key=lambda row: row[0])
+        if not rows:
+            return np.empty(0, dtype=np.int64), np.empty((0, 0), dtype=np.float32), []
+        found_ids = np.asarray([row[0] for row in rows], dtype=np.int64)
+        vectors = np.vstack([np.frombuffer(row[1], dtype=np.float32) for row in rows])
+        return found_ids, vectors, [searchable_text(row[2], row[3]) for row in rows]
 
-    def chunk_vectors(self, ids: list[int]) -> tuple[np.ndarray, np.ndarray]:
-        found_ids, vectors = [], []
-        for start in range(0, len(ids), 500):
-            batch = ids[start : start + 500]
-            marks = ",".join("?" * len(batch))
-            for row in self._read(f"SELECT id, embedding FROM chunks WHERE id IN ({marks})", batch):
-                found_ids.append(row[0])
-                vectors.append(np.frombuffer(row[1], dtype=np.float32))
-        if not vectors:
-            return np.empty(0, dtype=np.int64), np.empty((0, 0), dtype=np.float32)
-        return np.asarray(found_ids, dtype=np.int64), np.vstack(vectors)
+    def _read_in(self, query: str, values: Sequence[object]) -> list[Row]:
+        """`query` with its `IN ({})` filled for `values`, 500 at a time (databases cap a query's parameters)."""
+        rows: list[Row] = []
+        for start in range(0, len(values), 500):
+            batch = values[start : start + 500]
+            rows += self._read(query.format(",".join("?" * len(batch))), batch)
+        return rows
 
     def filtered_chunk_ids(
         self,

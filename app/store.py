@@ -198,12 +198,8 @@ class Store(Protocol):
         """The chunk ids an index holds for each of `document_ids` (default: every document) that has any."""
         ...
 
-    def chunk_texts(self, ids: list[int]) -> tuple[np.ndarray, list[str]]:
-        """(ids, searchable texts) of the given chunks that still exist, for the BM25 index."""
-        ...
-
-    def chunk_vectors(self, ids: list[int]) -> tuple[np.ndarray, np.ndarray]:
-        """(ids, vectors) for the given chunk ids that still exist."""
+    def chunk_contents(self, ids: list[int]) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        """(ids, vectors, searchable texts) of the given chunks that still exist, by id: what an index holds."""
         ...
 
     def filtered_chunk_ids(

@@ -152,7 +152,7 @@ def concurrency(client: httpx.Client, questions: list[str]) -> dict[str, float]:
 def raw_encode_chunks_s(settings: Settings) -> float:
     """The embedder alone over the chunks the worker indexed, in chunks per second."""
     store = open_store(settings.storage)
-    _, texts = store.chunk_texts(sorted(store.chunk_ids()))
+    _, _, texts = store.chunk_contents(sorted(store.chunk_ids()))
     embedder = build_embedder(settings.embedding, settings.storage.model_cache_dir)
     embedder.embed(texts[:32])  # warm-up
     started = time.perf_counter()

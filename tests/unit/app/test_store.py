@@ -99,8 +99,8 @@ def test_every_change_to_a_documents_chunks_is_logged_in_order(store: Store) -> 
     latest, changed = store.chunk_changes(seen)
     assert changed == {a.id} and latest > seen and store.newest_chunks([a.id]) == {}
     ids = store.newest_chunks()[b.id]
-    found_ids, texts = store.chunk_texts([*ids, 10_000])  # a chunk that does not exist is left out
-    assert (found_ids.tolist(), texts) == (ids, ["Policy > Part\nb1"])
+    found_ids, vectors, texts = store.chunk_contents([*ids, 10_000])  # a chunk that does not exist is left out
+    assert (found_ids.tolist(), texts) == (ids, ["Policy > Part\nb1"]) and vectors.shape == (1, 4)
 
 
 def test_index_writers_take_turns(open_store_under_test: StoreOpener) -> None:
@@ -126,7 +126,7 @@ def test_everything_survives_reopening(open_store_under_test: StoreOpener) -> No
     store.close()
     reopened = open_store_under_test()
     assert reopened.get_document(doc.id).filename == "a.txt"
-    ids, vectors = reopened.chunk_vectors(sorted(reopened.chunk_ids()))
+    ids, vectors, _ = reopened.chunk_contents(sorted(reopened.chunk_ids()))
     assert vectors.shape == (1, 4) and len(ids) == 1
 
 

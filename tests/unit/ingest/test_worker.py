@@ -202,7 +202,7 @@ def test_a_batch_of_documents_is_embedded_in_one_call_each_chunk_with_its_own_ve
     drain(Worker(settings, store, Counting()))
     assert calls == [3]  # one chunk of refunds, two of security
     for chunk_id in store.chunk_ids():
-        (_, vector), text = store.chunk_vectors([chunk_id]), store.searchable_chunks([chunk_id])[chunk_id]
+        (_, vector, _), text = store.chunk_contents([chunk_id]), store.searchable_chunks([chunk_id])[chunk_id]
         expected = embedder.embed([f"{text.section}\n{text.text}"])[0]
         assert float(vector[0] @ expected) > 0.999, text.section
     assert all(store.get_document(doc).status == "indexed" for doc in ids)
