@@ -103,7 +103,8 @@ class FaissIndexWriter:
 
     def _read(self, latest: int | None) -> Snapshot:
         if latest is not None:
-            snapshot = read_generation(self.index_dir, latest)
+            loaded = {s.name: s for s in self._snapshot.segments} if self._snapshot else {}
+            snapshot = read_generation(self.index_dir, latest, loaded)  # only segments another writer added
             if all(s.vectors.d == self.dim for s in snapshot.segments):
                 return snapshot
             log.warning("index generation %d has another dimension than the model's %d: rebuilding", latest, self.dim)
