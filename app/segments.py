@@ -33,16 +33,18 @@ class Segment:
     ids: np.ndarray
     vectors: faiss.IndexFlatIP  # inner product on normalized vectors is cosine similarity
     postings: Postings
-    _order: np.ndarray = field(init=False, repr=False)
+    _order: np.ndarray = field(init=False, repr=False)  # rows by chunk id
+    _sorted_ids: np.ndarray = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self._order = np.argsort(self.ids, kind="stable")
+        self._sorted_ids = self.ids[self._order]
 
     def rows_of(self, chunk_ids: np.ndarray) -> np.ndarray:
         """The rows holding any of `chunk_ids`."""
         if len(self.ids) == 0 or len(chunk_ids) == 0:
             return np.empty(0, dtype=np.int64)
-        ordered = self.ids[self._order]
+        ordered = self._sorted_ids
         at = np.minimum(np.searchsorted(ordered, chunk_ids), len(ordered) - 1)
         return np.sort(self._order[at[ordered[at] == chunk_ids]])
 
@@ -85,14 +87,11 @@ class Snapshot:
     def _parts(self) -> list[tuple[Segment, np.ndarray]]:
         return list(zip(self.segments, self.deleted, strict=True))
 
-    def _rows(self, segment: Segment, allowed: set[int] | None) -> np.ndarray | None:
-        return None if allowed is None else segment.rows_of(np.fromiter(allowed, dtype=np.int64))
-
     def dense_search(self, vector: np.ndarray, k: int, allowed: set[int] | None = None) -> list[Hit]:
         if k <= 0:
             return []
-        query = vector.reshape(1, -1).astype(np.float32)
-        hits = [hit for s, d in self._parts() for hit in _dense_hits(s, query, k, self._rows(s, allowed), d)]
+        query, wanted = vector.reshape(1, -1).astype(np.float32), _array(allowed)
+        hits = [hit for s, d in self._parts() for hit in _dense_hits(s, query, k, _rows(s, wanted), d)]
         return sorted(hits, key=lambda hit: -hit.score)[:k]
 
     def lexical_search(self, query: str, k: int, allowed: set[int] | None = None) -> list[Hit]:
@@ -100,11 +99,11 @@ class Snapshot:
         Lucene)."""
         if k <= 0:
             return []
-        hits = []
+        hits, wanted = [], _array(allowed)
         all_scores = bm25_scores(query, [s.postings for s in self.segments])
         for (segment, dead), scores in zip(self._parts(), all_scores, strict=True):
             scores[dead] = 0
-            rows = self._rows(segment, allowed)
+            rows = _rows(segment, wanted)
             if rows is not None:
                 kept = np.zeros_like(scores)
                 kept[rows] = scores[rows]
@@ -121,6 +120,15 @@ class Snapshot:
                 scores = segment.vectors.reconstruct_batch(rows) @ vector.astype(np.float32)
                 found.update(zip(segment.ids[rows].tolist(), scores.tolist(), strict=True))
         return {chunk_id: found[chunk_id] for chunk_id in chunk_ids if chunk_id in found}
+
+
+def _array(allowed: set[int] | None) -> np.ndarray | None:
+    return None if allowed is None else np.fromiter(allowed, dtype=np.int64)
+
+
+def _rows(segment: Segment, wanted: np.ndarray | None) -> np.ndarray | None:
+    """The segment's rows among `wanted` chunk ids (None: no restriction)."""
+    return None if wanted is None else segment.rows_of(wanted)
 
 
 def _top(scores: np.ndarray, k: int) -> np.ndarray:
