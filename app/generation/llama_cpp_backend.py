@@ -136,23 +136,28 @@ class LlamaCppGenerator:
             self._lock.release()
 
     def _refusal_probability(self, prompt: list[int]) -> float:
-        """The probability that the reply is the refusal sentence: the prompt, then the refusal token by token,
-        reading each next-token distribution. The generation that follows reuses the prompt's KV cache."""
+        """The probability that the reply is the refusal sentence, from one forward pass: the prompt's last
+        token and the refusal's tokens but its last go in one batch that returns every position's next-token
+        distribution. The generation that follows reuses the prompt's KV cache."""
+        llm = self.llm
         # The start the previous prompt shares with this one (the system prompt, at least) is still in the KV
         # cache: only the rest is evaluated (eval drops the cache past n_tokens itself).
-        cached = self.llm.input_ids[: self.llm.n_tokens].tolist()
+        cached = llm.input_ids[: llm.n_tokens].tolist()
         shared = next((i for i, (a, b) in enumerate(zip(cached, prompt, strict=False)) if a != b), len(cached))
-        self.llm.n_tokens = min(shared, len(prompt) - 1)
-        self.llm.eval(prompt[self.llm.n_tokens :])
-        log_probability = 0.0
-        for token in self.refusal_ids:
-            logits = np.ctypeslib.as_array(
-                llama_cpp.llama_get_logits_ith(self.llm.ctx, -1), shape=(self.llm.n_vocab(),)
-            )
-            top = float(logits.max())
-            log_probability += float(logits[token]) - top - float(np.log(np.exp(logits - top).sum()))
-            self.llm.eval([token])
-        return float(np.exp(log_probability))
+        llm.n_tokens = min(shared, len(prompt) - 1)
+        llm.eval(prompt[llm.n_tokens : -1])
+        # Llama.eval asks for the last position's logits only: this batch is decoded through its internals
+        # (8 tokens at once instead of 8 decoding steps, about 70 ms less per question on 2 cores).
+        batch = [prompt[-1], *self.refusal_ids[:-1]]
+        llm._ctx.kv_cache_seq_rm(-1, llm.n_tokens, -1)
+        llm._batch.set_batch(batch=batch, n_past=llm.n_tokens, logits_all=True)
+        llm._ctx.decode(llm._batch)
+        llm.input_ids[llm.n_tokens : llm.n_tokens + len(batch)] = batch
+        llm.n_tokens += len(batch)
+        logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits(llm.ctx), shape=(len(batch), llm.n_vocab()))
+        top = logits.max(axis=1, keepdims=True)
+        log_softmax = logits - top - np.log(np.exp(logits - top).sum(axis=1, keepdims=True))
+        return float(np.exp(log_softmax[np.arange(len(batch)), self.refusal_ids].sum()))
 
     def _use(self, adapter: str | None) -> None:
         """Activate `adapter` (None: the base model); the KV cache of another adapter's activations is dropped."""

@@ -7,7 +7,9 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
 import pytest
+from llama_cpp import llama_cpp
 
 from app.config import GeneratorSettings
 from app.errors import AdapterNotFound, GeneratorBusy, ModelUnavailable
@@ -21,6 +23,11 @@ from tests.unit.app.test_generation import REFUND_POLICY, REFUND_PROMPT, ROOT, S
 
 LLAMA = SETTINGS.model_copy(update={"backend": "llama-cpp"})
 READER = ROOT / "adapters" / "reader"
+MARS_PROMPT = build_prompt(  # a question the refund policy does not answer
+    load_template(ROOT / "configs" / "prompt.txt"),
+    "What is the capital of Mars?",
+    [RetrievedChunk(Chunk(1, "doc", "policy.md", 0, "Refund policy", REFUND_POLICY), 0.9)],
+)
 
 
 @pytest.fixture(scope="module")
@@ -133,17 +140,35 @@ def test_the_shipped_reader_answers_as_with_transformers(cache_dir: Path) -> Non
 
 
 def test_a_refusal_the_reader_is_unsure_of_is_ruled_out(cache_dir: Path) -> None:
-    prompt = build_prompt(
-        load_template(ROOT / "configs" / "prompt.txt"),
-        "What is the capital of Mars?",
-        [RetrievedChunk(Chunk(1, "doc", "policy.md", 0, "Refund policy", REFUND_POLICY), 0.9)],
-    )
     reader = LLAMA.model_copy(update={"max_new_tokens": 24}).with_only_adapter(READER)
     always = build_generator(reader.model_copy(update={"min_refusal_probability": 0.0}), cache_dir)
-    assert always.generate(prompt) == NO_ANSWER
+    assert always.generate(MARS_PROMPT) == NO_ANSWER
     unsure = build_generator(reader.model_copy(update={"min_refusal_probability": 0.5}), cache_dir)
-    answer = unsure.generate(prompt)
+    answer = unsure.generate(MARS_PROMPT)
     assert answer and not answer.startswith("The documents"), answer
+
+
+def test_the_refusal_probability_is_the_chain_of_its_next_token_probabilities(cache_dir: Path) -> None:
+    """One batched pass gives what reading the refusal token by token gives, and the answer after it is the
+    answer without it (the KV cache it leaves behind is the prompt's)."""
+    reader = build_generator(LLAMA.with_only_adapter(READER), cache_dir)
+    assert isinstance(reader, LlamaCppGenerator)
+    reader._use(reader.default_adapter)
+    for messages in (REFUND_PROMPT, MARS_PROMPT):
+        prompt = reader.llm.tokenize(reader.chat(messages=messages).prompt.encode(), add_bos=False, special=True)
+        reader.llm.reset()
+        reader.llm.eval(prompt[:-1])  # how the prompt's tokens are batched moves the result by ~2% (numerics)
+        reader.llm.eval(prompt[-1:])
+        step_by_step = 1.0
+        for token in reader.refusal_ids:
+            logits = np.ctypeslib.as_array(
+                llama_cpp.llama_get_logits_ith(reader.llm.ctx, -1), shape=(reader.llm.n_vocab(),)
+            )
+            step_by_step *= float(np.exp(logits[token] - logits.max()) / np.exp(logits - logits.max()).sum())
+            reader.llm.eval([token])
+        reader.llm.reset()
+        assert reader._refusal_probability(prompt) == pytest.approx(step_by_step, rel=1e-4), messages
+    assert reader.generate(REFUND_PROMPT) == "30 days [1]."
 
 
 def test_a_model_llama_cpp_cannot_run_is_reported(tmp_path: Path) -> None:
