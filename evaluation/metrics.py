@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import re
 import string
+import unicodedata
 from bisect import bisect_left, bisect_right
 from collections import Counter
 from collections.abc import Sequence
@@ -17,8 +18,9 @@ EDGE = 1e-3
 
 
 def normalize_answer(text: str) -> str:
-    """SQuAD's official normalization: lower case, no punctuation, no articles, single spaces."""
-    text = "".join(ch for ch in text.lower() if ch not in PUNCTUATION)
+    """SQuAD's official normalization: lower case, no punctuation, no articles, single spaces. Unlike the
+    official script, Unicode punctuation goes too: "‘else if’" holds the answer "else if"."""
+    text = "".join(ch for ch in text.lower() if ch not in PUNCTUATION and not unicodedata.category(ch).startswith("P"))
     return " ".join(ARTICLES.sub(" ", text).split())
 
 

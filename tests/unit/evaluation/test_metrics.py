@@ -22,6 +22,7 @@ def test_normalization_is_squads_own() -> None:
     assert normalize_answer("The  Norman-Conquest!") == "normanconquest"
     assert normalize_answer("  An Apple, a day; THE end. ") == "apple day end"
     assert normalize_answer("theory of an anthem") == "theory of anthem"
+    assert normalize_answer("The keyword ‘elif’ is short for “else if”") == "keyword elif is short for else if"
 
 
 def test_exact_match_takes_the_best_gold() -> None:
