@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import re
 import threading
 import time
@@ -157,7 +158,8 @@ class Answerer:
             # Nothing relevant: say so without spending a generation on it.
             return AnswerStream([], iter([NO_ANSWER]), lambda _: Answer(NO_ANSWER, [], timings), self.observe)
         started = time.perf_counter()
-        tokens = self.generator.stream(build_prompt(self.template, question, context), stop, adapter)
+        prompt = build_prompt(self.template, question, context)
+        tokens = self.generator.stream(prompt, stop, adapter, self.refusal_floor_factor(context))
 
         def finish(generated: str) -> Answer:
             timings["generate"] = round((time.perf_counter() - started) * 1000, 2)
@@ -171,6 +173,13 @@ class Answerer:
             return answer
 
         return AnswerStream(context, tokens, finish, self.observe)
+
+    def refusal_floor_factor(self, context: list[RetrievedChunk]) -> float:
+        """How much surer than generator.min_refusal_probability the reader must be to decline (answer.
+        refusal_cosine_weight): the refusal's probability and the best cosine together tell answerable questions
+        from the rest better than either alone (README, "Answer quality")."""
+        best = max(found.score for found in context)
+        return math.exp(self.answer_settings.refusal_cosine_weight * (best - self.settings.score_threshold))
 
     def _declined(self, question: str, text: str, context: list[RetrievedChunk], timings: dict[str, float]) -> Answer:
         """The generator's refusal, unless retrieval is sure enough (answer.quote_over_refusal) that a block

@@ -44,9 +44,15 @@ class Generator(TextGenerator, Protocol):
         ...
 
     def stream(
-        self, messages: list[Message], stop: threading.Event | None = None, adapter: str | None = None
+        self,
+        messages: list[Message],
+        stop: threading.Event | None = None,
+        adapter: str | None = None,
+        refusal_floor_factor: float = 1.0,
     ) -> Iterator[str]:
-        """The same text as `generate`, in pieces as they are generated; setting `stop` ends it early."""
+        """The same text as `generate`, in pieces as they are generated; setting `stop` ends it early.
+        `refusal_floor_factor` multiplies generator.min_refusal_probability for this question (backends that
+        read the refusal's probability; the others ignore it)."""
         ...
 
     def unavailable(self) -> str | None:

@@ -39,7 +39,11 @@ class FakeGenerator:
         return "".join(self.stream(messages, adapter=adapter))
 
     def stream(
-        self, messages: list[Message], stop: threading.Event | None = None, adapter: str | None = None
+        self,
+        messages: list[Message],
+        stop: threading.Event | None = None,
+        adapter: str | None = None,
+        refusal_floor_factor: float = 1.0,
     ) -> Iterator[str]:
         check_adapter(adapter, self.adapters)
         adapter = self.default_adapter if adapter is None else adapter

@@ -83,15 +83,22 @@ class LlamaCppGenerator:
         return "".join(self.stream(messages, adapter=adapter))
 
     def stream(
-        self, messages: list[Message], stop: threading.Event | None = None, adapter: str | None = None
+        self,
+        messages: list[Message],
+        stop: threading.Event | None = None,
+        adapter: str | None = None,
+        refusal_floor_factor: float = 1.0,
     ) -> Iterator[str]:
         check_adapter(adapter, self.adapters)
-        return stripped(self._stream(messages, stop, self.default_adapter if adapter is None else adapter))
+        floor = self.settings.min_refusal_probability * refusal_floor_factor
+        return stripped(self._stream(messages, stop, self.default_adapter if adapter is None else adapter, floor))
 
     def unavailable(self) -> str | None:
         return None  # in-process: once loaded, it stays
 
-    def _stream(self, messages: list[Message], stop: threading.Event | None, adapter: str | None) -> Iterator[str]:
+    def _stream(
+        self, messages: list[Message], stop: threading.Event | None, adapter: str | None, refusal_floor: float
+    ) -> Iterator[str]:
         chat = self.chat(messages=cast(list[ChatCompletionRequestMessage], messages))
         prompt = self.llm.tokenize(chat.prompt.encode(), add_bos=False, special=True)
         settings = self.settings
@@ -101,10 +108,7 @@ class LlamaCppGenerator:
             processors: list[Any] = []
             if settings.no_repeat_ngram_size:
                 processors.append(_NoRepeatInAnswer(settings.no_repeat_ngram_size, len(prompt)))
-            if (
-                settings.min_refusal_probability > 0
-                and self._refusal_probability(prompt) < settings.min_refusal_probability
-            ):
+            if refusal_floor > 0 and self._refusal_probability(prompt) < refusal_floor:
                 processors.append(_NoRefusal(self.refusal_ids, len(prompt)))
             pieces = cast(
                 Iterator[CreateCompletionStreamResponse],

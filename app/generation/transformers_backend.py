@@ -78,15 +78,22 @@ class TransformersGenerator:
         return "".join(self.stream(messages, adapter=adapter))
 
     def stream(
-        self, messages: list[Message], stop: threading.Event | None = None, adapter: str | None = None
+        self,
+        messages: list[Message],
+        stop: threading.Event | None = None,
+        adapter: str | None = None,
+        refusal_floor_factor: float = 1.0,
     ) -> Iterator[str]:
         check_adapter(adapter, self.adapters)  # now, not at the first piece
-        return self._stream(messages, stop, self.default_adapter if adapter is None else adapter)
+        floor = self.min_refusal_probability * refusal_floor_factor
+        return self._stream(messages, stop, self.default_adapter if adapter is None else adapter, floor)
 
     def unavailable(self) -> str | None:
         return None  # in-process: once loaded, it stays
 
-    def _stream(self, messages: list[Message], stop: threading.Event | None, adapter: str | None) -> Iterator[str]:
+    def _stream(
+        self, messages: list[Message], stop: threading.Event | None, adapter: str | None, refusal_floor: float
+    ) -> Iterator[str]:
         encoded = self.tokenizer.apply_chat_template(
             messages,
             add_generation_prompt=True,
@@ -110,9 +117,9 @@ class TransformersGenerator:
             try:
                 with torch.inference_mode(), self._using(adapter):
                     cache = None
-                    if self.min_refusal_probability > 0:
+                    if refusal_floor > 0:
                         refusal, cache = self._refusal_probability(inputs["input_ids"])
-                        if refusal < self.min_refusal_probability:
+                        if refusal < refusal_floor:
                             processors.append(_NoRefusal(self.refusal_ids, prompt_length))
                     self.model.generate(
                         **inputs,

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from types import SimpleNamespace
 
 import numpy as np
@@ -40,13 +42,19 @@ class ScriptedGenerator:
 
     def __init__(self, reply: str) -> None:
         self.reply = reply
+        self.refusal_floor_factors: list[float] = []
 
     def generate(self, messages: list[Message], adapter: str | None = None) -> str:
         return self.reply
 
     def stream(
-        self, messages: list[Message], stop: threading.Event | None = None, adapter: str | None = None
+        self,
+        messages: list[Message],
+        stop: threading.Event | None = None,
+        adapter: str | None = None,
+        refusal_floor_factor: float = 1.0,
     ) -> Iterator[str]:
+        self.refusal_floor_factors.append(refusal_floor_factor)
         return iter([self.reply[i : i + 3] for i in range(0, len(self.reply), 3)])
 
 
@@ -120,6 +128,23 @@ def test_word_coverage_lifts_a_low_similarity_that_names_the_question_terms() ->
     assert select_context([weak], question, cosine_only) == []
     assert select_context([weak], question, mixed) == [weak]
     assert abstention_score([weak], "quarterly bonus payout schedule", mixed) == pytest.approx(0.15)
+
+
+def test_the_better_the_blocks_match_the_surer_a_refusal_must_be() -> None:
+    generator = ScriptedGenerator("Within 30 days [1].")
+    weak = RetrievedChunk(Chunk(2, "d2", "other.md", 0, "Other", "Something else entirely."), 0.5)
+    answering = Answerer(
+        retriever=SimpleNamespace(embedder=SimpleNamespace(embed=embed)),
+        generator=generator,
+        template=TEMPLATE,
+        settings=RetrievalSettings(score_threshold=0.4),
+        answer_settings=AnswerSettings(refusal_cosine_weight=2.0),
+    )
+    ask(answering, [weak, REFUNDS])  # the best block's cosine is 0.8: the floor is raised by exp(2 * (0.8 - 0.4))
+    ask(answering, [weak])  # 0.5: by exp(2 * 0.1)
+    assert generator.refusal_floor_factors == pytest.approx([math.exp(0.8), math.exp(0.2)])
+    alone = AnswerSettings(refusal_cosine_weight=0)
+    assert replace(answering, answer_settings=alone).refusal_floor_factor([REFUNDS]) == 1.0  # the floor alone
 
 
 def test_a_refusal_over_a_block_retrieval_is_sure_of_becomes_its_best_quote() -> None:

@@ -144,6 +144,7 @@ def test_a_refusal_the_reader_is_unsure_of_is_ruled_out(cache_dir: Path) -> None
     always = build_generator(reader.model_copy(update={"min_refusal_probability": 0.0}), cache_dir)
     assert always.generate(MARS_PROMPT) == NO_ANSWER
     unsure = build_generator(reader.model_copy(update={"min_refusal_probability": 0.5}), cache_dir)
+    assert "".join(unsure.stream(MARS_PROMPT, refusal_floor_factor=0.001)) == NO_ANSWER  # a floor of 0.0005
     answer = unsure.generate(MARS_PROMPT)
     assert answer and not answer.startswith("The documents"), answer
 
