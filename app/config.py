@@ -159,6 +159,7 @@ class GeneratorSettings(Section):
     threads: int | None = Field(None, gt=0)  # llama-cpp: CPU threads; null = every core
     max_new_tokens: int = Field(64, gt=0)
     max_sentences: int = Field(2, ge=0)  # stop once the answer has this many sentences; 0 = no limit
+    copy_spans: bool = True  # the answer before its citation stays a span of the blocks (llama-cpp, transformers)
     no_repeat_ngram_size: int = Field(4, ge=0)  # no n-gram twice within the answer (the prompt is exempt)
     repetition_penalty: float = Field(1.0, gt=0)  # transformers' own: it also penalises copying the prompt
     # The generator declines (with the prompt's refusal sentence) only when it gives that sentence at least this

@@ -6,7 +6,7 @@ import json
 import logging
 import re
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -126,6 +126,37 @@ def check_adapter(name: str | None, known: Sequence[str]) -> None:
     if name is not None and name not in known:
         known_ones = f"the adapters are: {', '.join(known)}" if known else "no adapters are configured"
         raise AdapterNotFound(f"unknown adapter {name!r}; {known_ones} (GET /adapters)")
+
+
+class CopiedSpan:
+    """An answer whose text before its first citation is a span of the source (the prompt's blocks; case and
+    spacing aside) or the start of the refusal sentence: what the reader is trained to write, held to while it
+    decodes (generator.copy_spans), so that "ignores all but the last" is not written "Ignored all but the last"."""
+
+    CANDIDATES = 8  # the most likely next tokens tried, in order, at each step
+
+    def __init__(self, source: str, refusal: str) -> None:
+        self.source = _folded(source)
+        self.refusal = refusal
+
+    def allows(self, answer: str) -> bool:
+        head = answer.lstrip()
+        if "[" in head or self.refusal.startswith(head):
+            return True
+        return _folded(head) in self.source
+
+    def allowed_tokens(self, answer: str, ranked: Sequence[int], extended: Callable[[int], str]) -> list[int]:
+        """The tokens of `ranked` (most likely first) whose `extended` answer is still a copy; none (decoding is
+        then left free) when none of them is, and from then on: once a citation has begun, or once the answer is
+        no copy (on its way to a refusal, "The document", which the reader may word its own way)."""
+        head = answer.lstrip()
+        if "[" in head or _folded(head) not in self.source:
+            return []
+        return [token for token in ranked if self.allows(extended(token))]
+
+
+def _folded(text: str) -> str:
+    return " ".join(text.lower().split()) + (" " if text[-1:].isspace() else "")
 
 
 def count_sentences(text: str) -> int:

@@ -22,6 +22,7 @@ from llama_cpp.llama_types import ChatCompletionRequestMessage, CreateCompletion
 from app.config import GeneratorSettings
 from app.errors import ModelUnavailable
 from app.generation import (
+    CopiedSpan,
     check_adapter,
     checked_default_adapter,
     count_sentences,
@@ -110,6 +111,10 @@ class LlamaCppGenerator:
                 processors.append(_NoRepeatInAnswer(settings.no_repeat_ngram_size, len(prompt)))
             if refusal_floor > 0 and self._refusal_probability(prompt) < refusal_floor:
                 processors.append(_NoRefusal(self.refusal_ids, len(prompt)))
+            if settings.copy_spans:
+                processors.append(
+                    _CopyFromBlocks(CopiedSpan(messages[-1]["content"], NO_ANSWER), self.llm, len(prompt))
+                )
             pieces = cast(
                 Iterator[CreateCompletionStreamResponse],
                 self.llm.create_completion(
@@ -198,6 +203,27 @@ class _NoRefusal:
         if len(input_ids) == self.prompt_length + 1 and input_ids[-1] == self.first:
             scores[self.second] = -np.inf
         return scores
+
+
+class _CopyFromBlocks:
+    """Keeps the answer a copy of the blocks until its citation (CopiedSpan)."""
+
+    def __init__(self, span: CopiedSpan, llm: Llama, prompt_length: int) -> None:
+        self.span, self.llm, self.prompt_length = span, llm, prompt_length
+
+    def __call__(self, input_ids: Tokens, scores: Scores) -> Scores:
+        answer = input_ids[self.prompt_length :].tolist()
+        ranked = np.argpartition(scores, -CopiedSpan.CANDIDATES)[-CopiedSpan.CANDIDATES :]
+        ranked = ranked[np.argsort(-scores[ranked])].tolist()
+        allowed = self.span.allowed_tokens(self._text(answer), ranked, lambda token: self._text([*answer, token]))
+        if allowed:
+            kept = scores[allowed].copy()
+            scores[:] = -np.inf
+            scores[allowed] = kept
+        return scores
+
+    def _text(self, tokens: list[int]) -> str:
+        return self.llm.detokenize(tokens).decode("utf-8", errors="ignore")
 
 
 class _NoRepeatInAnswer:

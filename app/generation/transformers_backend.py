@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, cast
 
@@ -34,6 +35,7 @@ from transformers import (
 from app.config import GeneratorSettings
 from app.errors import ModelUnavailable
 from app.generation import (
+    CopiedSpan,
     check_adapter,
     checked_default_adapter,
     count_sentences,
@@ -67,6 +69,7 @@ class TransformersGenerator:
         self.generation_config = _generation_config(self.model, self.tokenizer, settings)
         self.max_sentences = settings.max_sentences
         self.no_repeat_ngram_size = settings.no_repeat_ngram_size
+        self.copy_spans = settings.copy_spans
         self._lock = threading.Lock()
         self.max_wait_seconds = settings.max_wait_seconds
         self.min_refusal_probability = settings.min_refusal_probability
@@ -121,6 +124,9 @@ class TransformersGenerator:
                         refusal, cache = self._refusal_probability(inputs["input_ids"])
                         if refusal < refusal_floor:
                             processors.append(_NoRefusal(self.refusal_ids, prompt_length))
+                    if self.copy_spans:  # after the bans, so that it ranks what they leave
+                        span = CopiedSpan(messages[-1]["content"], NO_ANSWER)
+                        processors.append(_CopyFromBlocks(span, self.tokenizer, prompt_length))
                     self.model.generate(
                         **inputs,
                         past_key_values=cache,
@@ -212,6 +218,29 @@ class _NoRefusal(LogitsProcessor):
         if input_ids.shape[1] == self.prompt_length + 1:
             scores[input_ids[:, -1] == self.first, self.second] = -float("inf")
         return scores
+
+
+class _CopyFromBlocks(LogitsProcessor):
+    """Keeps the answer a copy of the blocks until its citation (CopiedSpan), as the llama-cpp backend."""
+
+    def __init__(self, span: CopiedSpan, tokenizer: PreTrainedTokenizerBase, prompt_length: int) -> None:
+        self.span, self.tokenizer, self.prompt_length = span, tokenizer, prompt_length
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        for row, ids in enumerate(input_ids[:, self.prompt_length :].tolist()):
+            ranked = scores[row].topk(CopiedSpan.CANDIDATES).indices.tolist()
+            allowed = self.span.allowed_tokens(self._text(ids), ranked, partial(self._extended, ids))
+            if allowed:
+                kept = scores[row, allowed].clone()
+                scores[row] = -float("inf")
+                scores[row, allowed] = kept
+        return scores
+
+    def _text(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=True)
+
+    def _extended(self, ids: list[int], token: int) -> str:
+        return self._text([*ids, token])
 
 
 class _NoRepeatInAnswer(LogitsProcessor):

@@ -12,7 +12,7 @@ from transformers import AutoModelForCausalLM
 import app.generation.transformers_backend as generation
 from app.config import GeneratorSettings, StorageSettings
 from app.errors import AdapterNotFound, GeneratorBusy, ModelUnavailable
-from app.generation import Generator, build_generator, count_sentences
+from app.generation import CopiedSpan, Generator, build_generator, count_sentences
 from app.generation.transformers_backend import TransformersGenerator, packaged_cache
 from app.prompt import NO_ANSWER, build_prompt, load_template
 from app.retrieval import RetrievedChunk
@@ -227,6 +227,22 @@ def test_an_ngram_of_the_answer_is_never_generated_twice_but_the_prompt_may_be_c
     assert not torch.isinf(blocker(torch.tensor([[7, 8, 9, 5, 9, 5]]), torch.zeros(1, 10))).any()
 
 
+def test_an_answer_is_a_copy_of_the_blocks_until_its_citation() -> None:
+    span = CopiedSpan("[1] json\nBy default it ignores all but\n the last  name-value pair.", NO_ANSWER)
+    assert span.allows("Ignores all but the last") and span.allows(" ignores all but the last name-value pair.")
+    assert not span.allows("Ignored all") and not span.allows("ignores all but the first")
+    assert span.allows("Ignores all but [1")  # the citation, and anything after it, is free
+    assert span.allows("The documents do not") and span.allows("")  # so is the refusal
+    # The most likely tokens that keep it a copy, in order; none (decoding left free) when no candidate does.
+    pieces = {1: "Ignored", 2: "Ign", 3: "ores", 4: "Ignores"}
+    assert span.allowed_tokens("", [1, 2, 4], lambda token: pieces[token]) == [2, 4]
+    assert span.allowed_tokens("Ign", [3, 1], lambda token: "Ign" + pieces[token]) == [3]
+    assert span.allowed_tokens("Ignored", [1], lambda token: "Ignored" + pieces[token]) == []
+    # A refusal on its way is left to word itself ("The document does not contain..."), not cut to a copy.
+    assert span.allowed_tokens("The document", [1], lambda token: "The document does") == []
+    assert span.allowed_tokens("The document does", [1], lambda token: "The document does not") == []
+
+
 def test_a_sentence_limit_keeps_answers_short(cache_dir: Path) -> None:
     short = build_generator(SETTINGS.model_copy(update={"max_new_tokens": 96, "max_sentences": 1}), cache_dir)
     answer = short.generate(REFUND_PROMPT)
@@ -241,6 +257,19 @@ def test_a_question_that_waits_too_long_for_the_generator_gets_busy(generator: T
             generator.generate(REFUND_PROMPT)  # another generation holds the model
     finally:
         generator.max_wait_seconds = waits
+
+
+JSON_BLOCK = "If the pairs are not ordered, json.loads by default ignores all but the last name-value pair."
+JSON_PROMPT = build_prompt(  # the reader, left free, writes "Ignored ..."
+    load_template(ROOT / "configs" / "prompt.txt"),
+    "By default, how does the json module handle repeated names within a JSON object?",
+    [RetrievedChunk(Chunk(1, "doc", "json.html", 0, "json", JSON_BLOCK), 0.8)],
+)
+
+
+def test_the_reader_copies_its_answer_from_the_block(cache_dir: Path) -> None:
+    reader = TransformersGenerator(SETTINGS.with_only_adapter(ROOT / "adapters" / "reader"), cache_dir)
+    assert reader.generate(JSON_PROMPT) == "Ignores all but the last name-value pair [1]."
 
 
 def test_a_refusal_the_reader_is_unsure_of_is_ruled_out(cache_dir: Path) -> None:

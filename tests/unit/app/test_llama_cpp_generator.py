@@ -19,7 +19,7 @@ from app.prompt import NO_ANSWER, build_prompt, load_template
 from app.retrieval import RetrievedChunk
 from app.store import Chunk
 from tests.lora import random_lora
-from tests.unit.app.test_generation import REFUND_POLICY, REFUND_PROMPT, ROOT, SETTINGS, SHORT
+from tests.unit.app.test_generation import JSON_PROMPT, REFUND_POLICY, REFUND_PROMPT, ROOT, SETTINGS, SHORT
 
 LLAMA = SETTINGS.model_copy(update={"backend": "llama-cpp"})
 READER = ROOT / "adapters" / "reader"
@@ -170,6 +170,13 @@ def test_the_refusal_probability_is_the_chain_of_its_next_token_probabilities(ca
         reader.llm.reset()
         assert reader._refusal_probability(prompt) == pytest.approx(step_by_step, rel=1e-4), messages
     assert reader.generate(REFUND_PROMPT) == "30 days [1]."
+
+
+def test_the_reader_copies_its_answer_from_the_block(cache_dir: Path) -> None:
+    reader = LLAMA.with_only_adapter(READER)
+    assert build_generator(reader, cache_dir).generate(JSON_PROMPT) == "Ignores all but the last name-value pair [1]."
+    free = build_generator(reader.model_copy(update={"copy_spans": False}), cache_dir).generate(JSON_PROMPT)
+    assert free.startswith("Ignored ")  # left free, it writes a word the block does not have
 
 
 def test_a_model_llama_cpp_cannot_run_is_reported(tmp_path: Path) -> None:
