@@ -106,6 +106,7 @@ class LlamaCppGenerator:
         wait_for_turn(self._lock, self.max_wait_seconds)  # one model, one KV cache, one active adapter
         try:
             self._use(adapter)
+            self._read_prompt(prompt, self._fixed_start(chat.prompt, messages, prompt))
             processors: list[Any] = []
             if settings.no_repeat_ngram_size:
                 processors.append(_NoRepeatInAnswer(settings.no_repeat_ngram_size, len(prompt)))
@@ -144,17 +145,33 @@ class LlamaCppGenerator:
         finally:
             self._lock.release()
 
-    def _refusal_probability(self, prompt: list[int]) -> float:
-        """The probability that the reply is the refusal sentence, from one forward pass: the prompt's last
-        token and the refusal's tokens but its last go in one batch that returns every position's next-token
-        distribution. The generation that follows reuses the prompt's KV cache."""
+    def _fixed_start(self, text: str, messages: list[Message], prompt: list[int]) -> int:
+        """How many tokens of the prompt come before its last message (the system prompt and the chat markup)."""
+        start = text.rfind(messages[-1]["content"])
+        before = self.llm.tokenize(text[: max(start, 0)].encode(), add_bos=False, special=True)
+        return next((i for i, (a, b) in enumerate(zip(before, prompt, strict=False)) if a != b), len(before))
+
+    def _read_prompt(self, prompt: list[int], fixed: int) -> None:
+        """Evaluate all of the prompt but its last token into the KV cache. The cache keeps the fixed start the
+        previous prompt shares with this one, and no more: llama.cpp's results move with how the tokens are
+        batched (~2% on the refusal's probability), so reusing whatever the previous question left would give
+        one question different answers depending on the question before it."""
         llm = self.llm
-        # The start the previous prompt shares with this one (the system prompt, at least) is still in the KV
-        # cache: only the rest is evaluated (eval drops the cache past n_tokens itself).
         cached = llm.input_ids[: llm.n_tokens].tolist()
         shared = next((i for i, (a, b) in enumerate(zip(cached, prompt, strict=False)) if a != b), len(cached))
-        llm.n_tokens = min(shared, len(prompt) - 1)
-        llm.eval(prompt[llm.n_tokens : -1])
+        if shared >= fixed:
+            llm.n_tokens = fixed
+        else:  # the fixed start in a batch of its own, as when it is reused
+            llm.n_tokens = 0
+            llm.eval(prompt[:fixed])
+        llm.eval(prompt[fixed:-1])  # eval drops the cache past n_tokens itself
+
+    def _refusal_probability(self, prompt: list[int]) -> float:
+        """The probability that the reply is the refusal sentence, from one forward pass over the prompt's last
+        token (all before it is in the KV cache: _read_prompt) and the refusal's tokens but its last, a batch that
+        returns every position's next-token distribution. The generation that follows reuses the prompt's KV
+        cache."""
+        llm = self.llm
         # Llama.eval asks for the last position's logits only: this batch is decoded through its internals
         # (8 tokens at once instead of 8 decoding steps, about 70 ms less per question on 2 cores).
         batch = [prompt[-1], *self.refusal_ids[:-1]]
