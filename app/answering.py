@@ -17,7 +17,7 @@ from app.lexical import coverage
 from app.prompt import NO_ANSWER, PromptTemplate, build_prompt
 from app.quotes import Embed, Quote, best_quotes
 from app.retrieval import Filters, Retrieval, RetrievedChunk, Retriever
-from app.verification import drop_repeated_sentences, verify
+from app.verification import drop_repeated_sentences, recited, verify
 
 log = logging.getLogger(__name__)
 
@@ -200,7 +200,10 @@ def checked_answer(
 ) -> Answer:
     """The generated text verified against its blocks (answer.verify), with an evidence quote per cited block."""
     blocks = [found.chunk.text for found in context]
-    verdict = verify(text, question, blocks, settings.min_overlap)
+    if settings.verify == "off":
+        verdict = verify(text, question, blocks, settings.min_overlap)
+    else:
+        text, verdict = recited(text, question, blocks, settings.min_overlap)
     if verdict.supported or settings.verify == "off":
         quotes = best_quotes(question, text, blocks, verdict.cited_blocks, embed) if settings.quotes else {}
         return Answer(text, context, timings, verdict.supported, quotes)

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from app.lexical import content_terms
+from app.prompt import NO_ANSWER
 
 CITATION = re.compile(r"\[(\d{1,2})\]")
 # Exact facts a reader can invent: each must occur in a cited block, character for character (case aside).
@@ -17,9 +18,11 @@ PATH = re.compile(r"(?<![\w.])(?:~|\.{1,2})?/[\w.-]+(?:/[\w.-]+)*")
 IDENTIFIER = re.compile(
     r"\b[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+(?:\(\))?|\b\w+\(\)|\b[A-Za-z]*_\w+\b|\b[A-Za-z]+-?\d+[A-Za-z\d]*\b"
 )
+WORD = re.compile(r"\w")
 SPACES = re.compile(r"\s+")
 SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+|\s*\n+\s*")
 ABBREVIATIONS = frozenset({"e.g", "i.e", "a.m", "p.m", "etc"})
+REFUSAL_TERMS = content_terms(NO_ANSWER)  # "The document [3].": a refusal the reader was kept from finishing
 
 
 @dataclass(frozen=True)
@@ -36,10 +39,14 @@ def cited_blocks(answer: str, block_count: int) -> list[int]:
 
 
 def exact_facts(answer: str) -> list[str]:
-    """Numbers, dates, versions, paths, identifiers and quoted names in the answer (citations excluded)."""
+    """Numbers, dates, versions, paths, identifiers and quoted names in the answer (citations excluded); an
+    answer of symbols alone ("','", ":=") is one fact."""
     text = CITATION.sub(" ", answer)
     quoted = [next(group for group in match.groups() if group) for match in QUOTED.finditer(text)]
     facts = [*quoted, *PATH.findall(text), *IDENTIFIER.findall(text), *NUMBER.findall(text)]
+    literal = text.strip().removesuffix(".").strip()
+    if not WORD.search(literal):
+        facts.append(literal)
     cleaned = (fact.strip().rstrip(".,;:") for fact in facts)
     return list(dict.fromkeys(fact for fact in cleaned if fact and fact.lower() not in ABBREVIATIONS))
 
@@ -65,7 +72,8 @@ def verify(answer: str, question: str, blocks: Sequence[str], min_overlap: float
     must occur there too; and the answer must add something to the question (not merely restate it)."""
     cited = cited_blocks(answer, len(blocks))
     evidence = _normalized(" ".join(blocks[n - 1] for n in cited))
-    problems = [f"{fact!r} is in no cited block" for fact in exact_facts(answer) if not _occurs(fact, evidence)]
+    facts = exact_facts(answer)
+    problems = [f"{fact!r} is in no cited block" for fact in facts if not _occurs(fact, evidence)]
     words = content_terms(CITATION.sub(" ", answer))
     if words:
         overlap = len(words & content_terms(evidence)) / len(words)
@@ -73,9 +81,28 @@ def verify(answer: str, question: str, blocks: Sequence[str], min_overlap: float
             problems.append(f"only {overlap:.0%} of its words are in the cited blocks")
         if words <= content_terms(question):
             problems.append("it only restates the question")
-    else:
+        if words <= REFUSAL_TERMS:
+            problems.append("it is a refusal cut short")
+    elif not facts:
         problems.append("it says nothing")
     return Verdict(not problems, problems, cited)
+
+
+def recited(answer: str, question: str, blocks: Sequence[str], min_overlap: float) -> tuple[str, Verdict]:
+    """The answer and its verdict; when the blocks it cites do not back it but another block alone does (the
+    reader copied "UTF-8" from block 1 and wrote [2]), the answer citing that block instead. Only an answer with
+    exact facts is moved: they place it; common words are found in some block or other ("The non-empty sequence"
+    re-cited was as wrong as before, measured on python_docs)."""
+    verdict = verify(answer, question, blocks, min_overlap)
+    first = CITATION.search(answer)
+    if verdict.supported or first is None or not exact_facts(answer):
+        return answer, verdict
+    before, after = answer[: first.start()], CITATION.sub("", answer[first.end() :])  # one citation, where it was
+    for number in range(1, len(blocks) + 1):
+        candidate = f"{before}[{number}]{after}"
+        if (checked := verify(candidate, question, blocks, min_overlap)).supported:
+            return candidate, checked
+    return answer, verdict
 
 
 def unsupported_numbers(answer: str, blocks: Sequence[str]) -> list[str]:

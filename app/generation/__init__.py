@@ -140,10 +140,11 @@ class CopiedSpan:
         self.refusal = refusal
 
     def allows(self, answer: str) -> bool:
-        head = answer.lstrip()
-        if "[" in head or self.refusal.startswith(head):
+        """Whether `answer` is a copy so far; a citation may follow only a whole word ("Leav [1]" is no copy)."""
+        head, citation, _ = answer.lstrip().partition("[")
+        if self.refusal.startswith(head):
             return True
-        return _folded(head) in self.source
+        return self._ends_a_word(head) if citation else _folded(head) in self.source
 
     def allowed_tokens(self, answer: str, ranked: Sequence[int], extended: Callable[[int], str]) -> list[int]:
         """The tokens of `ranked` (most likely first) whose `extended` answer is still a copy; none (decoding is
@@ -152,7 +153,15 @@ class CopiedSpan:
         head = answer.lstrip()
         if "[" in head or _folded(head) not in self.source:
             return []
-        return [token for token in ranked if self.allows(extended(token))]
+
+        def copies(token: int) -> bool:  # a token of a character's first bytes adds no text, and copies nothing
+            text = extended(token)
+            return len(text) > len(answer) and self.allows(text)
+
+        return [token for token in ranked if copies(token)]
+
+    def _ends_a_word(self, head: str) -> bool:
+        return re.search(re.escape(_folded(head).rstrip()) + r"(?!\w)", self.source) is not None
 
 
 def _folded(text: str) -> str:

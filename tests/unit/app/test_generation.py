@@ -232,12 +232,15 @@ def test_an_answer_is_a_copy_of_the_blocks_until_its_citation() -> None:
     assert span.allows("Ignores all but the last") and span.allows(" ignores all but the last name-value pair.")
     assert not span.allows("Ignored all") and not span.allows("ignores all but the first")
     assert span.allows("Ignores all but [1")  # the citation, and anything after it, is free
+    assert not span.allows("Ignores all b [1")  # but only after a whole word
     assert span.allows("The documents do not") and span.allows("")  # so is the refusal
     # The most likely tokens that keep it a copy, in order; none (decoding left free) when no candidate does.
     pieces = {1: "Ignored", 2: "Ign", 3: "ores", 4: "Ignores"}
     assert span.allowed_tokens("", [1, 2, 4], lambda token: pieces[token]) == [2, 4]
     assert span.allowed_tokens("Ign", [3, 1], lambda token: "Ign" + pieces[token]) == [3]
     assert span.allowed_tokens("Ignored", [1], lambda token: "Ignored" + pieces[token]) == []
+    # A token of a character's first bytes adds no text: it is not a step of the copy.
+    assert span.allowed_tokens("Ign", [5, 3], lambda token: "Ign" + {5: "", 3: "ores"}[token]) == [3]
     # A refusal on its way is left to word itself ("The document does not contain..."), not cut to a copy.
     assert span.allowed_tokens("The document", [1], lambda token: "The document does") == []
     assert span.allowed_tokens("The document does", [1], lambda token: "The document does not") == []

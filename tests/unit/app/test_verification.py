@@ -8,6 +8,7 @@ from app.verification import (
     cited_blocks,
     drop_repeated_sentences,
     exact_facts,
+    recited,
     repeats_a_sentence,
     unsupported_numbers,
     verify,
@@ -63,6 +64,32 @@ def test_an_answer_that_only_restates_the_question_fails() -> None:
     question = "Is the UID range allocated centrally?"
     verdict = verify("The UID range is allocated centrally.", question, ["UID ranges are allocated centrally."], 0.0)
     assert not verdict.supported and "restates the question" in verdict.problems[0]
+
+
+def test_a_refusal_cut_short_is_no_answer() -> None:
+    # The reader kept from refusing ("documents" banned after "The") may stop at "The document".
+    verdict = verify("The document [1].", "Which form?", ["The document lists form EXP-4."], 0.0)
+    assert not verdict.supported and "refusal cut short" in verdict.problems[0]
+
+
+def test_an_answer_of_symbols_alone_must_occur_in_its_block() -> None:
+    blocks = ["Dialect.delimiter: a one-character string used to separate fields. It defaults to ','."]
+    assert verify("',' [1].", "What does the delimiter default to?", blocks, 0.5).supported
+    assert not verify("';' [1].", "What does the delimiter default to?", blocks, 0.5).supported
+    assert not verify(". [1]", "What does the delimiter default to?", blocks, 0.5).supported  # says nothing
+
+
+def test_an_answer_citing_the_wrong_block_cites_the_block_that_backs_it() -> None:
+    text, verdict = recited("Use form EXP-4 [2].", "Which form?", BLOCKS, min_overlap=0.5)
+    assert (text, verdict.supported, verdict.cited_blocks) == ("Use form EXP-4 [1].", True, [1])
+    text, verdict = recited("Use form EXP-4 [2][2].", "Which form?", BLOCKS, min_overlap=0.5)
+    assert text == "Use form EXP-4 [1]." and verdict.supported
+    # Without an exact fact to place it, an answer stays where it is.
+    text, verdict = recited("Pretty output [1].", "How is it printed?", BLOCKS, min_overlap=0.5)
+    assert text == "Pretty output [1]." and not verdict.supported
+    # Backed by no single block: unchanged, and unsupported.
+    text, verdict = recited("Use form EXP-4 in /var/log/app [1].", "Which form?", BLOCKS, min_overlap=0.5)
+    assert text == "Use form EXP-4 in /var/log/app [1]." and not verdict.supported
 
 
 def test_without_citations_all_blocks_count_and_bad_numbers_are_ignored() -> None:

@@ -6,6 +6,7 @@ import pytest
 from evaluation.metrics import (
     abstention_report,
     calibrate_threshold,
+    contains_answer,
     exact_match,
     f1_score,
     first_hit_rank,
@@ -23,6 +24,15 @@ def test_normalization_is_squads_own() -> None:
     assert normalize_answer("  An Apple, a day; THE end. ") == "apple day end"
     assert normalize_answer("theory of an anthem") == "theory of anthem"
     assert normalize_answer("The keyword ‘elif’ is short for “else if”") == "keyword elif is short for else if"
+
+
+def test_an_answer_contains_a_gold_as_whole_words_or_a_gold_of_symbols_as_written() -> None:
+    assert contains_answer("Use the Decimal class [1].", ["decimal"])
+    assert not contains_answer("Use decimals [1].", ["decimal"])
+    # Normalization would empty these golds, and every answer would hold them; they are compared as written.
+    assert contains_answer("It defaults to ','.", ["','"]) and not contains_answer("A comma.", ["','"])
+    assert contains_answer("The placeholder is ' [...]' [2].", ["' [...]'"])
+    assert not contains_answer("An empty list [1].", ["''"])
 
 
 def test_exact_match_takes_the_best_gold() -> None:
