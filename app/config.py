@@ -165,7 +165,7 @@ class GeneratorSettings(Section):
     # The generator declines (with the prompt's refusal sentence) only when it gives that sentence at least this
     # probability; below it the refusal is ruled out and it writes its best answer, which verification still
     # checks. 0 keeps every refusal. In-process backends (llama-cpp, transformers).
-    min_refusal_probability: float = Field(0.46, ge=0, le=1)
+    min_refusal_probability: float = Field(0.50, ge=0, le=1)
     # How long a question waits for the generator while others are answered (one at a time in-process),
     # before it gets a 503.
     max_wait_seconds: float = Field(120, gt=0)
@@ -202,7 +202,7 @@ class AnswerSettings(Section):
     # The reader may decline only when its refusal's probability is at least generator.min_refusal_probability *
     # exp(refusal_cosine_weight * (best cosine - retrieval.score_threshold)): blocks that match the question
     # well need a surer refusal. 0: the floor alone. Fitted on the policy set (configs/default.yaml).
-    refusal_cosine_weight: float = Field(1.79, ge=0)
+    refusal_cosine_weight: float = Field(1.71, ge=0)
 
 
 class Settings(BaseSettings):

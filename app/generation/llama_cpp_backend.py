@@ -97,16 +97,23 @@ class LlamaCppGenerator:
     def unavailable(self) -> str | None:
         return None  # in-process: once loaded, it stays
 
+    def refusal_probability(self, messages: list[Message], adapter: str | None = None) -> float:
+        """The probability that the reply to `messages` is the refusal sentence: what the refusal floor is set
+        against (`python -m evaluation.refusal_floor` fits the floor from it)."""
+        check_adapter(adapter, self.adapters)
+        wait_for_turn(self._lock, self.max_wait_seconds)
+        try:
+            return self._refusal_probability(self._read(messages, self.default_adapter if adapter is None else adapter))
+        finally:
+            self._lock.release()
+
     def _stream(
         self, messages: list[Message], stop: threading.Event | None, adapter: str | None, refusal_floor: float
     ) -> Iterator[str]:
-        chat = self.chat(messages=cast(list[ChatCompletionRequestMessage], messages))
-        prompt = self.llm.tokenize(chat.prompt.encode(), add_bos=False, special=True)
         settings = self.settings
         wait_for_turn(self._lock, self.max_wait_seconds)  # one model, one KV cache, one active adapter
         try:
-            self._use(adapter)
-            self._read_prompt(prompt, self._fixed_start(chat.prompt, messages, prompt))
+            prompt = self._read(messages, adapter)
             processors: list[Any] = []
             if settings.no_repeat_ngram_size:
                 processors.append(_NoRepeatInAnswer(settings.no_repeat_ngram_size, len(prompt)))
@@ -145,11 +152,19 @@ class LlamaCppGenerator:
         finally:
             self._lock.release()
 
+    def _read(self, messages: list[Message], adapter: str | None) -> list[int]:
+        """The prompt's tokens, all but the last read into the KV cache with `adapter` active (the lock held)."""
+        text = self.chat(messages=cast(list[ChatCompletionRequestMessage], messages)).prompt
+        prompt = self.llm.tokenize(text.encode(), add_bos=False, special=True)
+        self._use(adapter)
+        self._read_prompt(prompt, self._fixed_start(text, messages, prompt))
+        return prompt
+
     def _fixed_start(self, text: str, messages: list[Message], prompt: list[int]) -> int:
         """How many tokens of the prompt come before its last message (the system prompt and the chat markup)."""
         start = text.rfind(messages[-1]["content"])
         before = self.llm.tokenize(text[: max(start, 0)].encode(), add_bos=False, special=True)
-        return next((i for i, (a, b) in enumerate(zip(before, prompt, strict=False)) if a != b), len(before))
+        return _shared_length(before, prompt)
 
     def _read_prompt(self, prompt: list[int], fixed: int) -> None:
         """Evaluate all of the prompt but its last token into the KV cache. The cache keeps the fixed start the
@@ -158,8 +173,7 @@ class LlamaCppGenerator:
         one question different answers depending on the question before it."""
         llm = self.llm
         cached = llm.input_ids[: llm.n_tokens].tolist()
-        shared = next((i for i, (a, b) in enumerate(zip(cached, prompt, strict=False)) if a != b), len(cached))
-        if shared >= fixed:
+        if _shared_length(cached, prompt) >= fixed:
             llm.n_tokens = fixed
         else:  # the fixed start in a batch of its own, as when it is reused
             llm.n_tokens = 0
@@ -208,6 +222,13 @@ class LlamaCppGenerator:
 
     def _piece(self, token: int) -> str:
         return "" if token < 0 else self.llm.detokenize([token], special=True).decode("utf-8", errors="replace")
+
+
+def _shared_length(tokens: list[int], other: list[int]) -> int:
+    """How many tokens `tokens` and `other` have in common at their start."""
+    return next(
+        (i for i, (a, b) in enumerate(zip(tokens, other, strict=False)) if a != b), min(len(tokens), len(other))
+    )
 
 
 class _NoRefusal:

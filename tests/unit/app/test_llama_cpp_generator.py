@@ -15,7 +15,7 @@ from app.config import GeneratorSettings
 from app.errors import AdapterNotFound, GeneratorBusy, ModelUnavailable
 from app.generation import build_generator, count_sentences
 from app.generation.llama_cpp_backend import LlamaCppGenerator
-from app.prompt import NO_ANSWER, Message, build_prompt, load_template
+from app.prompt import NO_ANSWER, build_prompt, load_template
 from app.retrieval import RetrievedChunk
 from app.store import Chunk
 from tests.lora import random_lora
@@ -155,13 +155,7 @@ def test_the_refusal_probability_is_the_chain_of_its_next_token_probabilities(ca
     reader = build_generator(LLAMA.with_only_adapter(READER), cache_dir)
     assert isinstance(reader, LlamaCppGenerator)
     reader._use(reader.default_adapter)
-
-    def refusal_probability(messages: list[Message]) -> float:
-        text = reader.chat(messages=messages).prompt
-        prompt = reader.llm.tokenize(text.encode(), add_bos=False, special=True)
-        reader._read_prompt(prompt, reader._fixed_start(text, messages, prompt))
-        return reader._refusal_probability(prompt)
-
+    refusal_probability = reader.refusal_probability
     for messages in (REFUND_PROMPT, MARS_PROMPT):
         text = reader.chat(messages=messages).prompt
         prompt = reader.llm.tokenize(text.encode(), add_bos=False, special=True)
