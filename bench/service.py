@@ -195,6 +195,8 @@ def ingest(data_dir: Path, worker_python: str, runtime: str) -> dict[str, float]
     """The manual uploaded to a fresh service embedding with `runtime`, until indexed; and a raw `encode`."""
     env = {"RAG_EMBEDDING__RUNTIME": runtime, "RAG_GENERATOR__BACKEND": "fake"}  # no generator: not asked
     with ServiceProcesses(data_dir, worker_python, env) as service, httpx.Client(base_url=service.url) as client:
+        while not client.get("/ready").json()["workers"]:  # the worker's start is not ingestion
+            time.sleep(0.1)
         chunks, seconds = upload_folder(client, MANUAL / "documents")
     settings = Settings().with_data_dir(data_dir)
     settings = settings.model_copy(update={"embedding": settings.embedding.model_copy(update={"runtime": runtime})})

@@ -23,7 +23,7 @@ from app.index import open_index_writer
 from app.jobs import Job
 from app.store import DocumentVersion, NewChunk, Store
 from ingest.chunking import TextChunk, chunk_markdown
-from ingest.isolation import parse_isolated
+from ingest.isolation import parse_isolated, start_parse_server
 from ingest.metrics import WorkerMetrics
 from ingest.parsing import ParseOptions
 
@@ -65,6 +65,7 @@ class Worker:
     def run(self, stop: threading.Event) -> None:
         log.info("worker %s started; data in %s", WORKER_ID, self.settings.storage.data_dir)
         check_embedder(self.store, self.embedder)
+        start_parse_server()  # before the first heartbeat: a worker that says it is alive is ready to parse
         self._keep(heartbeat=True)
         try:
             # First repair what a crash may have left: chunks stored but not indexed, or an index lost.
