@@ -19,6 +19,8 @@ def test_a_crashed_worker_is_restarted_and_ingestion_goes_on(tmp_path: Path) -> 
     service.start_supervised()
     try:
         with httpx.Client(base_url=service.url, timeout=60) as client:
+            # The worker says it is alive once it can parse (dedoc loaded), which may be after the API is ready.
+            wait_until(lambda: client.get("/ready").json()["workers"], 120, "the worker's heartbeat in GET /ready")
             (worker,) = client.get("/ready").json()["workers"]
             worker_pid = int(worker["id"].rsplit(":", 1)[1])
             subprocess.run(["kill", "-KILL", str(worker_pid)], check=True)
