@@ -200,10 +200,9 @@ def checked_answer(
 ) -> Answer:
     """The generated text verified against its blocks (answer.verify), with an evidence quote per cited block."""
     blocks = [found.chunk.text for found in context]
-    if settings.verify == "off":
-        verdict = verify(text, question, blocks, settings.min_overlap)
-    else:
-        text, verdict = recited(text, question, blocks, settings.min_overlap)
+    verdict = verify(text, question, blocks, settings.min_overlap)
+    if not verdict.supported and settings.verify != "off":
+        text, verdict = recited(text, question, blocks, settings.min_overlap) or (text, verdict)
     if verdict.supported or settings.verify == "off":
         quotes = best_quotes(question, text, blocks, verdict.cited_blocks, embed) if settings.quotes else {}
         return Answer(text, context, timings, verdict.supported, quotes)

@@ -88,21 +88,20 @@ def verify(answer: str, question: str, blocks: Sequence[str], min_overlap: float
     return Verdict(not problems, problems, cited)
 
 
-def recited(answer: str, question: str, blocks: Sequence[str], min_overlap: float) -> tuple[str, Verdict]:
-    """The answer and its verdict; when the blocks it cites do not back it but another block alone does (the
-    reader copied "UTF-8" from block 1 and wrote [2]), the answer citing that block instead. Only an answer with
+def recited(answer: str, question: str, blocks: Sequence[str], min_overlap: float) -> tuple[str, Verdict] | None:
+    """For an answer its cited blocks do not back: the answer citing the one block that does, and its verdict
+    (the reader copied "UTF-8" from block 1 and wrote [2]); None when no block alone does. Only an answer with
     exact facts is moved: they place it; common words are found in some block or other ("The non-empty sequence"
     re-cited was as wrong as before, measured on python_docs)."""
-    verdict = verify(answer, question, blocks, min_overlap)
     first = CITATION.search(answer)
-    if verdict.supported or first is None or not exact_facts(answer):
-        return answer, verdict
+    if first is None or not exact_facts(answer):
+        return None
     before, after = answer[: first.start()], CITATION.sub("", answer[first.end() :])  # one citation, where it was
     for number in range(1, len(blocks) + 1):
         candidate = f"{before}[{number}]{after}"
-        if (checked := verify(candidate, question, blocks, min_overlap)).supported:
-            return candidate, checked
-    return answer, verdict
+        if (verdict := verify(candidate, question, blocks, min_overlap)).supported:
+            return candidate, verdict
+    return None
 
 
 def unsupported_numbers(answer: str, blocks: Sequence[str]) -> list[str]:

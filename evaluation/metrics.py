@@ -53,13 +53,13 @@ def _token_f1(predicted: list[str], gold: list[str]) -> float:
 def contains_answer(prediction: str, golds: Sequence[str]) -> bool:
     """Whether the prediction holds any gold answer as whole words, after SQuAD normalization; a gold of
     punctuation alone ("','", ":="), which normalization would empty, as written (case and spacing aside)."""
-    predicted = f" {normalize_answer(prediction)} "
-    folded = " ".join(prediction.lower().split())
-    return any(
-        f" {normalize_answer(gold)} " in predicted if normalize_answer(gold) else " ".join(gold.split()) in folded
-        for gold in golds
-        if gold.strip()
-    )
+    predicted, folded = f" {normalize_answer(prediction)} ", " ".join(prediction.lower().split())
+
+    def held(gold: str) -> bool:
+        normalized = normalize_answer(gold)
+        return f" {normalized} " in predicted if normalized else " ".join(gold.lower().split()) in folded
+
+    return any(held(gold) for gold in golds if gold.strip())
 
 
 def roc_auc(positive_scores: Sequence[float], negative_scores: Sequence[float]) -> float:

@@ -80,16 +80,16 @@ def test_an_answer_of_symbols_alone_must_occur_in_its_block() -> None:
 
 
 def test_an_answer_citing_the_wrong_block_cites_the_block_that_backs_it() -> None:
-    text, verdict = recited("Use form EXP-4 [2].", "Which form?", BLOCKS, min_overlap=0.5)
-    assert (text, verdict.supported, verdict.cited_blocks) == ("Use form EXP-4 [1].", True, [1])
-    text, verdict = recited("Use form EXP-4 [2][2].", "Which form?", BLOCKS, min_overlap=0.5)
-    assert text == "Use form EXP-4 [1]." and verdict.supported
+    assert not verify("Use form EXP-4 [2].", "Which form?", BLOCKS, min_overlap=0.5).supported
+    moved = recited("Use form EXP-4 [2].", "Which form?", BLOCKS, min_overlap=0.5)
+    assert moved is not None and moved[0] == "Use form EXP-4 [1]."
+    assert moved[1].supported and moved[1].cited_blocks == [1]
+    moved = recited("Use form EXP-4 [2][2].", "Which form?", BLOCKS, min_overlap=0.5)
+    assert moved is not None and moved[0] == "Use form EXP-4 [1]." and moved[1].supported
     # Without an exact fact to place it, an answer stays where it is.
-    text, verdict = recited("Pretty output [1].", "How is it printed?", BLOCKS, min_overlap=0.5)
-    assert text == "Pretty output [1]." and not verdict.supported
-    # Backed by no single block: unchanged, and unsupported.
-    text, verdict = recited("Use form EXP-4 in /var/log/app [1].", "Which form?", BLOCKS, min_overlap=0.5)
-    assert text == "Use form EXP-4 in /var/log/app [1]." and not verdict.supported
+    assert recited("Pretty output [1].", "How is it printed?", BLOCKS, min_overlap=0.5) is None
+    # Backed by no single block: it stays, unsupported.
+    assert recited("Use form EXP-4 in /var/log/app [1].", "Which form?", BLOCKS, min_overlap=0.5) is None
 
 
 def test_without_citations_all_blocks_count_and_bad_numbers_are_ignored() -> None:
