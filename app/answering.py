@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import math
-import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -14,15 +13,13 @@ from app.config import AnswerSettings, RetrievalSettings
 from app.errors import InvalidRequest
 from app.generation import Generator, check_adapter
 from app.lexical import coverage
-from app.prompt import NO_ANSWER, PromptTemplate, build_prompt
+from app.prompt import NO_ANSWER, PromptTemplate, build_prompt, is_refusal
 from app.quotes import Embed, Quote, best_quotes
 from app.retrieval import Filters, Retrieval, RetrievedChunk, Retriever
 from app.verification import drop_repeated_sentences, recited, verify
 
 log = logging.getLogger(__name__)
 
-# Small models paraphrase the refusal they were asked for ("The document does not contain the answer to...").
-REFUSAL = re.compile(r"\b(do|does) not contain the answer\b", re.IGNORECASE)
 # How many earlier questions of a conversation make a follow-up standalone (see standalone_question).
 FOLLOW_UP_TURNS = 2
 
@@ -94,10 +91,6 @@ def select_context(chunks: list[RetrievedChunk], question: str, settings: Retrie
         return []
     best = max(found.score for found in chunks)
     return [found for found in chunks if found.score >= best - settings.relative_margin]
-
-
-def is_refusal(text: str) -> bool:
-    return bool(REFUSAL.search(text))
 
 
 def clean_question(question: str, max_chars: int) -> str:

@@ -15,6 +15,12 @@ Message = dict[str, str]  # {"role": "system" | "user" | "assistant", "content":
 
 # What the prompt asks the generator to reply when no block holds the answer (configs/prompt.txt says it too).
 NO_ANSWER = "The documents do not contain the answer."
+# Small models paraphrase the refusal they were asked for ("The document does not contain the answer to...").
+REFUSAL = re.compile(r"\b(do|does) not contain the answer\b", re.IGNORECASE)
+
+
+def is_refusal(text: str) -> bool:
+    return bool(REFUSAL.search(text))
 
 
 @dataclass(frozen=True)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 import re
 
-from app.answering import is_refusal
 from app.generation import TextGenerator
+from app.prompt import is_refusal
 from evaluation.metrics import exact_match, f1_score, mean
 from finetune.probe import is_correct
 from finetune.records import Example, QAPair

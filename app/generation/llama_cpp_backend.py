@@ -9,7 +9,8 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, cast
 
@@ -32,7 +33,7 @@ from app.generation import (
     wait_for_turn,
 )
 from app.generation.gguf import gguf_lora, gguf_model
-from app.prompt import NO_ANSWER, Message
+from app.prompt import NO_ANSWER, Message, is_refusal
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +104,8 @@ class LlamaCppGenerator:
         check_adapter(adapter, self.adapters)
         wait_for_turn(self._lock, self.max_wait_seconds)
         try:
-            return self._refusal_probability(self._read(messages, self.default_adapter if adapter is None else adapter))
+            prompt = self._read(messages, self.default_adapter if adapter is None else adapter)
+            return self._refusal_probability(self._reply_logprobs(prompt, self.refusal_ids))
         finally:
             self._lock.release()
 
@@ -114,43 +116,83 @@ class LlamaCppGenerator:
         wait_for_turn(self._lock, self.max_wait_seconds)  # one model, one KV cache, one active adapter
         try:
             prompt = self._read(messages, adapter)
-            processors: list[Any] = []
-            if settings.no_repeat_ngram_size:
-                processors.append(_NoRepeatInAnswer(settings.no_repeat_ngram_size, len(prompt)))
-            if refusal_floor > 0 and self._refusal_probability(prompt) < refusal_floor:
-                processors.append(_NoRefusal(self.refusal_ids, len(prompt)))
-            if settings.copy_spans:
-                processors.append(
-                    _CopyFromBlocks(CopiedSpan(messages[-1]["content"], NO_ANSWER), self.llm, len(prompt))
-                )
-            pieces = cast(
-                Iterator[CreateCompletionStreamResponse],
-                self.llm.create_completion(
-                    prompt,
-                    max_tokens=settings.max_new_tokens,
-                    temperature=settings.temperature,
-                    top_p=settings.top_p,
-                    top_k=settings.top_k,
-                    min_p=0.0,
-                    repeat_penalty=settings.repetition_penalty,
-                    logits_processor=LogitsProcessorList(processors),
-                    stream=True,
-                ),
+            start = self._reply_logprobs(prompt, self.refusal_ids)  # the first token's and the refusal's
+            rules = _Rules(
+                len(prompt),
+                settings,
+                CopiedSpan(messages[-1]["content"], NO_ANSWER) if settings.copy_spans else None,
+                ban_refusal=self._refusal_probability(start) < refusal_floor,
             )
-            text = ""
-            try:
-                for chunk in pieces:
-                    if stop is not None and stop.is_set():
-                        break
-                    piece = chunk["choices"][0]["text"]
-                    text += piece
-                    yield piece
-                    if settings.max_sentences and count_sentences(text) >= settings.max_sentences:
-                        break  # a short answer, and no room for a loop
-            finally:
-                cast(Generator[Any, None, None], pieces).close()  # ends llama.cpp's generation before the lock is freed
+            if settings.answer_candidates == 1 or settings.temperature > 0:
+                yield from self._complete(prompt, rules, stop)
+            else:
+                yield self._likeliest_answer(prompt, start[0], rules, stop)
         finally:
             self._lock.release()
+
+    def _complete(self, prompt: list[int], rules: _Rules, stop: threading.Event | None) -> Iterator[str]:
+        """The reply to `prompt` (which may end with the reply's first tokens) under `rules`, piece by piece."""
+        settings = self.settings
+        pieces = cast(
+            Iterator[CreateCompletionStreamResponse],
+            self.llm.create_completion(
+                prompt,
+                max_tokens=settings.max_new_tokens - (len(prompt) - rules.prompt_length),
+                temperature=settings.temperature,
+                top_p=settings.top_p,
+                top_k=settings.top_k,
+                min_p=0.0,
+                repeat_penalty=settings.repetition_penalty,
+                logits_processor=LogitsProcessorList(rules.processors(self._text, self.refusal_ids)),
+                stream=True,
+            ),
+        )
+        text = self._text(prompt[rules.prompt_length :])
+        try:
+            for chunk in pieces:
+                if stop is not None and stop.is_set():
+                    break
+                piece = chunk["choices"][0]["text"]
+                text += piece
+                yield piece
+                if settings.max_sentences and count_sentences(text) >= settings.max_sentences:
+                    break  # a short answer, and no room for a loop
+        finally:
+            cast(Generator[Any, None, None], pieces).close()  # ends llama.cpp's generation before the lock is freed
+
+    def _likeliest_answer(self, prompt: list[int], first: Scores, rules: _Rules, stop: threading.Event | None) -> str:
+        """The greedy answer, or the answer begun by one of the next likeliest first tokens the rules allow when
+        the model gives that whole answer a higher probability (generator.answer_candidates). Greedy decoding
+        commits to its first token, which is where a small reader most often takes the wrong span of a block
+        that holds the right one ("HOMEDRIVE" for "USERPROFILE"). A first token less likely than the best
+        answer so far cannot begin a likelier answer, so most questions need no second answer."""
+        best = "".join(self._complete(prompt, rules, stop))
+        if is_refusal(best) or (stop is not None and stop.is_set()):
+            return best  # the refusal is the reader's own decision (the refusal floor); not reconsidered
+        best_logprob = self._logprob(prompt, best)
+        # The refusal's first token ("The") is as likely as the refusal: it would begin a forced non-refusal.
+        taken = {*self.llm.tokenize(best.encode(), add_bos=False)[:1], self.refusal_ids[0]}
+        alternatives = [t for t in rules.first_tokens(first, self._text) if t not in taken]
+        alternatives = alternatives[: self.settings.answer_candidates - 1]
+        no_refusal = replace(rules, ban_refusal=True)
+        for token in alternatives:
+            if first[token] <= best_logprob:
+                break
+            answer = self._text([token]) + "".join(self._complete([*prompt, token], no_refusal, stop))
+            logprob = self._logprob(prompt, answer)
+            if logprob > best_logprob:
+                best, best_logprob = answer, logprob
+        return best
+
+    def _logprob(self, prompt: list[int], answer: str) -> float:
+        """log P(answer | prompt) under the model (the KV cache holds the prompt but its last token)."""
+        ids = self.llm.tokenize(answer.encode(), add_bos=False)
+        self.llm.n_tokens = len(prompt) - 1
+        steps = self._reply_logprobs(prompt, ids)
+        return float(steps[np.arange(len(ids)), ids].sum())
+
+    def _text(self, tokens: list[int]) -> str:
+        return self.llm.detokenize(tokens).decode("utf-8", errors="ignore")
 
     def _read(self, messages: list[Message], adapter: str | None) -> list[int]:
         """The prompt's tokens, all but the last read into the KV cache with `adapter` active (the lock held)."""
@@ -180,24 +222,28 @@ class LlamaCppGenerator:
             llm.eval(prompt[:fixed])
         llm.eval(prompt[fixed:-1])  # eval drops the cache past n_tokens itself
 
-    def _refusal_probability(self, prompt: list[int]) -> float:
-        """The probability that the reply is the refusal sentence, from one forward pass over the prompt's last
-        token (all before it is in the KV cache: _read_prompt) and the refusal's tokens but its last, a batch that
-        returns every position's next-token distribution. The generation that follows reuses the prompt's KV
-        cache."""
+    def _refusal_probability(self, start: Scores) -> float:
+        """The probability that the reply is the refusal sentence, from `_reply_logprobs(prompt, refusal_ids)`."""
+        return float(np.exp(start[np.arange(len(self.refusal_ids)), self.refusal_ids].sum()))
+
+    def _reply_logprobs(self, prompt: list[int], reply: list[int]) -> Scores:
+        """The next-token log-probabilities before each token of `reply` (one row each), from one forward pass
+        over the prompt's last token (all before it is in the KV cache: _read_prompt) and the reply's tokens but
+        its last, a batch that returns every position's next-token distribution. The generation that follows
+        reuses the prompt's KV cache."""
         llm = self.llm
         # Llama.eval asks for the last position's logits only: this batch is decoded through its internals
         # (8 tokens at once instead of 8 decoding steps, about 70 ms less per question on 2 cores).
-        batch = [prompt[-1], *self.refusal_ids[:-1]]
+        batch = [prompt[-1], *reply[:-1]]
         llm._ctx.kv_cache_seq_rm(-1, llm.n_tokens, -1)
         llm._batch.set_batch(batch=batch, n_past=llm.n_tokens, logits_all=True)
         llm._ctx.decode(llm._batch)
         llm.input_ids[llm.n_tokens : llm.n_tokens + len(batch)] = batch
         llm.n_tokens += len(batch)
-        logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits(llm.ctx), shape=(len(batch), llm.n_vocab()))
-        top = logits.max(axis=1, keepdims=True)
-        log_softmax = logits - top - np.log(np.exp(logits - top).sum(axis=1, keepdims=True))
-        return float(np.exp(log_softmax[np.arange(len(batch)), self.refusal_ids].sum()))
+        logits: Scores = np.ctypeslib.as_array(llama_cpp.llama_get_logits(llm.ctx), shape=(len(batch), llm.n_vocab()))
+        shifted: Scores = logits - logits.max(axis=1, keepdims=True)
+        logprobs: Scores = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+        return logprobs
 
     def _use(self, adapter: str | None) -> None:
         """Activate `adapter` (None: the base model); the KV cache of another adapter's activations is dropped."""
@@ -231,6 +277,33 @@ def _shared_length(tokens: list[int], other: list[int]) -> int:
     )
 
 
+@dataclass(frozen=True)
+class _Rules:
+    """What every answer to one prompt is held to while it decodes."""
+
+    prompt_length: int
+    settings: GeneratorSettings
+    span: CopiedSpan | None  # generator.copy_spans
+    ban_refusal: bool  # the refusal's probability is under the refusal floor
+
+    def processors(self, text: Callable[[list[int]], str], refusal_ids: list[int]) -> list[Any]:
+        processors: list[Any] = []
+        if self.settings.no_repeat_ngram_size:
+            processors.append(_NoRepeatInAnswer(self.settings.no_repeat_ngram_size, self.prompt_length))
+        if self.ban_refusal:
+            processors.append(_NoRefusal(refusal_ids, self.prompt_length))
+        if self.span is not None:
+            processors.append(_CopyFromBlocks(self.span, text, self.prompt_length))
+        return processors
+
+    def first_tokens(self, first: Scores, text: Callable[[list[int]], str]) -> list[int]:
+        """The likeliest first tokens of an answer, best first, that the copy rule allows."""
+        ranked: list[int] = np.argsort(-first)[: CopiedSpan.CANDIDATES].tolist()
+        if self.span is None:
+            return ranked
+        return self.span.allowed_tokens("", ranked, lambda token: text([token]))
+
+
 class _NoRefusal:
     """Rules out the refusal sentence: after its first token ("The"), its second ("documents") is banned."""
 
@@ -246,22 +319,19 @@ class _NoRefusal:
 class _CopyFromBlocks:
     """Keeps the answer a copy of the blocks until its citation (CopiedSpan)."""
 
-    def __init__(self, span: CopiedSpan, llm: Llama, prompt_length: int) -> None:
-        self.span, self.llm, self.prompt_length = span, llm, prompt_length
+    def __init__(self, span: CopiedSpan, text: Callable[[list[int]], str], prompt_length: int) -> None:
+        self.span, self.text, self.prompt_length = span, text, prompt_length
 
     def __call__(self, input_ids: Tokens, scores: Scores) -> Scores:
         answer = input_ids[self.prompt_length :].tolist()
         ranked = np.argpartition(scores, -CopiedSpan.CANDIDATES)[-CopiedSpan.CANDIDATES :]
         ranked = ranked[np.argsort(-scores[ranked])].tolist()
-        allowed = self.span.allowed_tokens(self._text(answer), ranked, lambda token: self._text([*answer, token]))
+        allowed = self.span.allowed_tokens(self.text(answer), ranked, lambda token: self.text([*answer, token]))
         if allowed:
             kept = scores[allowed].copy()
             scores[:] = -np.inf
             scores[allowed] = kept
         return scores
-
-    def _text(self, tokens: list[int]) -> str:
-        return self.llm.detokenize(tokens).decode("utf-8", errors="ignore")
 
 
 class _NoRepeatInAnswer:

@@ -59,6 +59,7 @@ class RunningService:
             # in test_adapters.py and with every shipped default on the unseen corpus (tests/eval).
             "RAG_GENERATOR__DEFAULT_ADAPTER": "",
             "RAG_RETRIEVAL__RELATIVE_MARGIN": "0.1",
+            "RAG_GENERATOR__ANSWER_CANDIDATES": "1",  # the greedy answer, streamed token by token
             **(extra_env or {}),
         }
         self.processes: dict[str, subprocess.Popen] = {}

@@ -16,13 +16,12 @@ from app.answering import (
     Answerer,
     abstention_score,
     clean_question,
-    is_refusal,
     select_context,
     standalone_question,
 )
 from app.config import AnswerSettings, RetrievalSettings
 from app.errors import InvalidRequest
-from app.prompt import NO_ANSWER, Message, PromptTemplate
+from app.prompt import NO_ANSWER, Message, PromptTemplate, is_refusal
 from app.retrieval import Retrieval, RetrievedChunk
 from app.store import Chunk
 

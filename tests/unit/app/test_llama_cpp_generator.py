@@ -3,6 +3,7 @@ backend's contract (test_generation.py) and to its answers."""
 
 from __future__ import annotations
 
+import json
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -30,6 +31,17 @@ MARS_PROMPT = build_prompt(  # a question the refund policy does not answer
 )
 
 
+GLOB = json.loads((Path(__file__).parent / "glob_blocks.json").read_text(encoding="utf-8"))
+GLOB_PROMPT = build_prompt(  # the reader's greedy answer is wrong; block 4 says "returned in arbitrary order"
+    load_template(ROOT / "configs" / "prompt.txt"),
+    GLOB["question"],
+    [
+        RetrievedChunk(Chunk(n, "glob", block["filename"], n, block["section"], block["text"]), 0.6)
+        for n, block in enumerate(GLOB["blocks"])
+    ],
+)
+
+
 @pytest.fixture(scope="module")
 def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("models")  # its own: the GGUF files are written there once per test run
@@ -37,7 +49,8 @@ def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def generator(cache_dir: Path) -> LlamaCppGenerator:
-    generator = build_generator(LLAMA, cache_dir)
+    """The greedy answer alone, streamed as it is generated."""
+    generator = build_generator(LLAMA.model_copy(update={"answer_candidates": 1}), cache_dir)
     assert isinstance(generator, LlamaCppGenerator)
     return generator
 
@@ -178,6 +191,25 @@ def test_the_refusal_probability_is_the_chain_of_its_next_token_probabilities(ca
         refusal_probability(JSON_PROMPT)
         assert refusal_probability(messages) == first  # asked after another question
     assert reader.generate(REFUND_PROMPT) == "30 days [1]."
+
+
+def test_the_likeliest_of_the_answers_the_likeliest_first_tokens_begin_is_returned(cache_dir: Path) -> None:
+    """Greedy decoding commits to its first token; with generator.answer_candidates the answers begun by the next
+    likeliest first tokens compete, and the one the model finds likeliest as a whole wins. The winner is never
+    less likely than the greedy answer, and it comes in one piece."""
+    reader = LLAMA.with_only_adapter(READER)
+    greedy = build_generator(reader.model_copy(update={"answer_candidates": 1}), cache_dir)
+    best = build_generator(reader.model_copy(update={"answer_candidates": 3}), cache_dir)
+    assert isinstance(greedy, LlamaCppGenerator) and isinstance(best, LlamaCppGenerator)
+    assert greedy.generate(GLOB_PROMPT) == "The results are sorted depends on the file system [1]."
+    assert list(best.stream(GLOB_PROMPT)) == ["Arbitrary order [4]."]
+
+    def logprob(messages: list, answer: str) -> float:
+        return best._logprob(best._read(messages, best.default_adapter), answer)
+
+    for messages in (REFUND_PROMPT, JSON_PROMPT, GLOB_PROMPT):
+        assert logprob(messages, best.generate(messages)) >= logprob(messages, greedy.generate(messages)), messages
+    assert list(best.stream(MARS_PROMPT, refusal_floor_factor=0.001)) == [NO_ANSWER]  # the reader's decision stands
 
 
 def test_the_reader_copies_its_answer_from_the_block(cache_dir: Path) -> None:
