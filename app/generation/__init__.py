@@ -122,6 +122,12 @@ def stripped(pieces: Iterator[str]) -> Iterator[str]:
             yield body
 
 
+def chosen_adapter(name: str | None, known: Sequence[str], default: str | None) -> str | None:
+    """The adapter a request gets: the one it names (which must be known), else the default."""
+    check_adapter(name, known)
+    return default if name is None else name
+
+
 def check_adapter(name: str | None, known: Sequence[str]) -> None:
     if name is not None and name not in known:
         known_ones = f"the adapters are: {', '.join(known)}" if known else "no adapters are configured"

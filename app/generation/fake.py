@@ -13,7 +13,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 
 from app.config import GeneratorSettings
-from app.generation import check_adapter
+from app.generation import chosen_adapter
 from app.lexical import coverage
 from app.prompt import NO_ANSWER, Message
 from app.quotes import best_quotes
@@ -45,8 +45,7 @@ class FakeGenerator:
         adapter: str | None = None,
         refusal_floor_factor: float = 1.0,
     ) -> Iterator[str]:
-        check_adapter(adapter, self.adapters)
-        adapter = self.default_adapter if adapter is None else adapter
+        adapter = chosen_adapter(adapter, self.adapters, self.default_adapter)
         self.calls.append((messages, adapter))
         return _pieces(self.reply(messages, adapter), stop)
 

@@ -24,8 +24,8 @@ from app.config import GeneratorSettings
 from app.errors import ModelUnavailable
 from app.generation import (
     CopiedSpan,
-    check_adapter,
     checked_default_adapter,
+    chosen_adapter,
     count_sentences,
     repeating_tokens,
     served_model_name,
@@ -91,9 +91,9 @@ class LlamaCppGenerator:
         adapter: str | None = None,
         refusal_floor_factor: float = 1.0,
     ) -> Iterator[str]:
-        check_adapter(adapter, self.adapters)
+        adapter = chosen_adapter(adapter, self.adapters, self.default_adapter)
         floor = self.settings.min_refusal_probability * refusal_floor_factor
-        return stripped(self._stream(messages, stop, self.default_adapter if adapter is None else adapter, floor))
+        return stripped(self._stream(messages, stop, adapter, floor))
 
     def unavailable(self) -> str | None:
         return None  # in-process: once loaded, it stays
@@ -101,10 +101,10 @@ class LlamaCppGenerator:
     def refusal_probability(self, messages: list[Message], adapter: str | None = None) -> float:
         """The probability that the reply to `messages` is the refusal sentence: what the refusal floor is set
         against (`python -m evaluation.refusal_floor` fits the floor from it)."""
-        check_adapter(adapter, self.adapters)
+        adapter = chosen_adapter(adapter, self.adapters, self.default_adapter)
         wait_for_turn(self._lock, self.max_wait_seconds)
         try:
-            prompt = self._read(messages, self.default_adapter if adapter is None else adapter)
+            prompt = self._read(messages, adapter)
             return self._refusal_probability(self._reply_logprobs(prompt, self.refusal_ids))
         finally:
             self._lock.release()
@@ -164,8 +164,9 @@ class LlamaCppGenerator:
         """The greedy answer, or the answer begun by one of the next likeliest first tokens the rules allow when
         the model gives that whole answer a higher probability (generator.answer_candidates). Greedy decoding
         commits to its first token, which is where a small reader most often takes the wrong span of a block
-        that holds the right one ("HOMEDRIVE" for "USERPROFILE"). A first token less likely than the best
-        answer so far cannot begin a likelier answer, so most questions need no second answer."""
+        that holds the right one ("The results are sorted ..." where a block says "in arbitrary order"). A first
+        token less likely than the best answer so far cannot begin a likelier answer, so most questions need no
+        second answer."""
         best = "".join(self._complete(prompt, rules, stop))
         if is_refusal(best) or (stop is not None and stop.is_set()):
             return best  # the refusal is the reader's own decision (the refusal floor); not reconsidered

@@ -15,7 +15,7 @@ from openai.types.chat import ChatCompletionMessageParam
 
 from app.config import GeneratorSettings
 from app.errors import GeneratorUnavailable, ModelUnavailable
-from app.generation import check_adapter, checked_default_adapter, count_sentences, served_model_name, stripped
+from app.generation import checked_default_adapter, chosen_adapter, count_sentences, served_model_name, stripped
 from app.prompt import Message
 
 log = logging.getLogger(__name__)
@@ -67,8 +67,7 @@ class OpenAIGenerator:
         adapter: str | None = None,
         refusal_floor_factor: float = 1.0,
     ) -> Iterator[str]:
-        check_adapter(adapter, self.adapters)
-        adapter = self.default_adapter if adapter is None else adapter
+        adapter = chosen_adapter(adapter, self.adapters, self.default_adapter)
         return stripped(self._stream(messages, stop, adapter or self.model))
 
     def unavailable(self) -> str | None:

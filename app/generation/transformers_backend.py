@@ -36,8 +36,8 @@ from app.config import GeneratorSettings
 from app.errors import ModelUnavailable
 from app.generation import (
     CopiedSpan,
-    check_adapter,
     checked_default_adapter,
+    chosen_adapter,
     count_sentences,
     repeating_tokens,
     served_model_name,
@@ -87,9 +87,9 @@ class TransformersGenerator:
         adapter: str | None = None,
         refusal_floor_factor: float = 1.0,
     ) -> Iterator[str]:
-        check_adapter(adapter, self.adapters)  # now, not at the first piece
+        adapter = chosen_adapter(adapter, self.adapters, self.default_adapter)  # now, not at the first piece
         floor = self.min_refusal_probability * refusal_floor_factor
-        return self._stream(messages, stop, self.default_adapter if adapter is None else adapter, floor)
+        return self._stream(messages, stop, adapter, floor)
 
     def unavailable(self) -> str | None:
         return None  # in-process: once loaded, it stays
