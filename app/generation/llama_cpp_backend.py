@@ -189,8 +189,7 @@ class LlamaCppGenerator:
         """log P(answer | prompt) under the model (the KV cache holds the prompt but its last token)."""
         ids = self.llm.tokenize(answer.encode(), add_bos=False)
         self.llm.n_tokens = len(prompt) - 1
-        steps = self._reply_logprobs(prompt, ids)
-        return float(steps[np.arange(len(ids)), ids].sum())
+        return _chain_logprob(self._reply_logprobs(prompt, ids), ids)
 
     def _text(self, tokens: list[int]) -> str:
         return self.llm.detokenize(tokens).decode("utf-8", errors="ignore")
@@ -225,7 +224,7 @@ class LlamaCppGenerator:
 
     def _refusal_probability(self, start: Scores) -> float:
         """The probability that the reply is the refusal sentence, from `_reply_logprobs(prompt, refusal_ids)`."""
-        return float(np.exp(start[np.arange(len(self.refusal_ids)), self.refusal_ids].sum()))
+        return float(np.exp(_chain_logprob(start, self.refusal_ids)))
 
     def _reply_logprobs(self, prompt: list[int], reply: list[int]) -> Scores:
         """The next-token log-probabilities before each token of `reply` (one row each), from one forward pass
@@ -269,6 +268,11 @@ class LlamaCppGenerator:
 
     def _piece(self, token: int) -> str:
         return "" if token < 0 else self.llm.detokenize([token], special=True).decode("utf-8", errors="replace")
+
+
+def _chain_logprob(steps: Scores, reply: list[int]) -> float:
+    """log P(reply) from `_reply_logprobs(prompt, reply)`: its tokens' log-probabilities, summed."""
+    return float(steps[np.arange(len(reply)), reply].sum())
 
 
 def _shared_length(tokens: list[int], other: list[int]) -> int:
