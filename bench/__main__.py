@@ -1,7 +1,7 @@
 """`make bench`: speed and memory figures, each next to what it is compared with, measured in one run.
 
     .venv-api/bin/python -m bench [--only generation,service,vectors,isolation,batches]
-                                  [--backends llama-cpp,transformers]
+                                  [--backends llama-cpp,transformers] [--device cpu|cuda]
 
 Writes bench/results/results.md and results.json (the README's table comes from them); with --only, the
 sections run replace theirs and the others are kept."""
@@ -30,7 +30,8 @@ def report(results: dict[str, Any]) -> str:
     if "generation" in results:
         generation = results["generation"]
         parts.append(
-            f"## Generation: first token for a 512-token prompt, decode speed against the ceiling\n\n"
+            f"## Generation ({generation.get('device', 'cpu')}): first token for a 512-token prompt, decode speed "
+            "against the ceiling\n\n"
             f"Memory bandwidth (one large copy): {generation['memory_bandwidth_gb_s']:.1f} GB/s; the ceiling is "
             "that over the bytes of weights each decoded token reads.\n"
         )
@@ -96,6 +97,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("--only", type=lambda s: s.split(","), default=SECTIONS, help=",".join(SECTIONS))
     parser.add_argument("--backends", type=lambda s: s.split(","), default=["llama-cpp", "transformers"])
+    parser.add_argument("--device", default="cpu", help="the generation section's device: cpu, or cuda (transformers)")
     parser.add_argument("--worker-python", default=".venv-worker/bin/python", help="the worker's environment")
     parser.add_argument("--vector-sizes", type=lambda s: [int(n) for n in s.split(",")], default=[100_000, 1_000_000])
     parser.add_argument(
@@ -108,7 +110,7 @@ def main() -> None:
     if "generation" in args.only:
         from bench import generation
 
-        results["generation"] = generation.run(Settings(), args.backends)
+        results["generation"] = generation.run(Settings(), args.backends, args.device)
     if "service" in args.only:
         from bench import service
 

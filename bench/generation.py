@@ -1,5 +1,6 @@
 """The generator alone, per in-process backend: time to the first token for a 512-token prompt, decode speed,
-and decode speed against the machine's ceiling (memory bandwidth / bytes of weights read per token)."""
+and decode speed against the machine's ceiling (memory bandwidth / bytes of weights read per token). On the CPU
+by default; `--device cuda` runs the transformers backend on the GPU (bf16) against the GPU's bandwidth."""
 
 from __future__ import annotations
 
@@ -22,9 +23,21 @@ FILLER = (
 )
 
 
-def memory_bandwidth(megabytes: int = 512, rounds: int = 5) -> float:
-    """Bytes per second a large array copy moves, read and write counted (the best of a few rounds): the rate
-    the issue's ceiling is stated in (27 GB/s here, so 180 tokens/s for 145 MB of Q8_0 weights)."""
+def memory_bandwidth(device: str = "cpu", megabytes: int = 512, rounds: int = 5) -> float:
+    """Bytes per second a large array copy moves on `device`, read and write counted (the best of a few rounds):
+    the rate the issue's ceiling is stated in (27 GB/s here, so 180 tokens/s for 145 MB of Q8_0 weights)."""
+    if device == "cuda":
+        import torch
+
+        gpu_source = torch.ones(megabytes * 1_000_000 // 4, device="cuda")
+        gpu_target = torch.empty_like(gpu_source)
+
+        def gpu_copy() -> None:
+            gpu_target.copy_(gpu_source)
+            torch.cuda.synchronize()
+
+        gpu_copy()  # the first copy pays for kernel loading
+        return 2 * gpu_source.nbytes / min(_timed(gpu_copy) for _ in range(rounds))
     source = np.ones(megabytes * 1_000_000 // 8)
     target = np.empty_like(source)
     best = min(_timed(lambda: np.copyto(target, source)) for _ in range(rounds))
@@ -39,9 +52,9 @@ def weight_bytes(backend: str, generator: Generator, settings: Settings) -> int:
     return sum(p.numel() * p.element_size() for p in model.parameters())
 
 
-def run(settings: Settings, backends: list[str]) -> dict[str, Any]:
-    bandwidth = memory_bandwidth()
-    results: dict[str, Any] = {"memory_bandwidth_gb_s": bandwidth / 1e9, "backends": {}}
+def run(settings: Settings, backends: list[str], device: str = "cpu") -> dict[str, Any]:
+    bandwidth = memory_bandwidth(device)
+    results: dict[str, Any] = {"device": device, "memory_bandwidth_gb_s": bandwidth / 1e9, "backends": {}}
     for backend in backends:
         generator_settings = settings.generator.model_copy(
             update={
@@ -51,7 +64,7 @@ def run(settings: Settings, backends: list[str]) -> dict[str, Any]:
                 "max_new_tokens": DECODE_TOKENS,
                 "max_sentences": 0,  # decode the full DECODE_TOKENS: a stop at a sentence end would cut it short
                 "min_refusal_probability": 0.0,
-                "device": "cpu",
+                "device": device,
             }
         )
         generator = build_generator(generator_settings, settings.storage.model_cache_dir)
