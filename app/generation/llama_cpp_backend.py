@@ -116,17 +116,20 @@ class LlamaCppGenerator:
         wait_for_turn(self._lock, self.max_wait_seconds)  # one model, one KV cache, one active adapter
         try:
             prompt = self._read(messages, adapter)
-            start = self._reply_logprobs(prompt, self.refusal_ids)  # the first token's and the refusal's
+            candidates = settings.answer_candidates > 1 and settings.temperature == 0
+            # One batched pass over the refusal's tokens: its probability (the floor) and the first token's scores
+            # (the candidates' first tokens); neither is needed without a floor and candidates.
+            start = self._reply_logprobs(prompt, self.refusal_ids) if refusal_floor > 0 or candidates else None
             rules = _Rules(
                 len(prompt),
                 settings,
                 CopiedSpan(messages[-1]["content"], NO_ANSWER) if settings.copy_spans else None,
-                ban_refusal=self._refusal_probability(start) < refusal_floor,
+                ban_refusal=start is not None and self._refusal_probability(start) < refusal_floor,
             )
-            if settings.answer_candidates == 1 or settings.temperature > 0:
-                yield from self._complete(prompt, rules, stop)
-            else:
+            if start is not None and candidates:
                 yield self._likeliest_answer(prompt, start[0], rules, stop)
+            else:
+                yield from self._complete(prompt, rules, stop)
         finally:
             self._lock.release()
 
