@@ -1,6 +1,6 @@
 """`make bench`: speed and memory figures, each next to what it is compared with, measured in one run.
 
-    .venv-api/bin/python -m bench [--only generation,service,vectors,isolation,batches]
+    .venv-api/bin/python -m bench [--only generation,training,service,vectors,isolation,batches]
                                   [--backends llama-cpp,transformers] [--device cpu|cuda]
 
 Writes bench/results/results.md and results.json (the README's table comes from them); with --only, the
@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from app.config import Settings  # noqa: E402
 from evaluation.metrics import markdown_table  # noqa: E402
 
-SECTIONS = ["generation", "service", "vectors", "isolation", "batches"]
+SECTIONS = ["generation", "training", "service", "vectors", "isolation", "batches"]
 
 
 def report(results: dict[str, Any]) -> str:
@@ -38,6 +38,14 @@ def report(results: dict[str, Any]) -> str:
         rows = [{"backend": name, **values} for name, values in generation["backends"].items()]
         columns = ["backend", "first_token_s", "decoded_tokens", "decode_tokens_s", "ceiling_tokens_s"]
         parts.append(markdown_table(rows, [*columns, "decode_share_of_ceiling"]))
+    if "training" in results:
+        training = results["training"]
+        parts.append(
+            f"## LoRA training ({training['device']}): the reader's recipe, {training['steps']} steps of "
+            f"{training['batch_size']} examples\n"
+        )
+        columns = ["seconds_per_step", "examples_per_s", "tokens_per_s", "reader_run_minutes"]
+        parts.append(markdown_table([training], columns))
     if "service" in results:
         service = results["service"]
         parts.append(f"## /ask on the policy set ({service['questions']} questions, one at a time, ms)\n")
@@ -97,7 +105,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("--only", type=lambda s: s.split(","), default=SECTIONS, help=",".join(SECTIONS))
     parser.add_argument("--backends", type=lambda s: s.split(","), default=["llama-cpp", "transformers"])
-    parser.add_argument("--device", default="cpu", help="the generation section's device: cpu, or cuda (transformers)")
+    parser.add_argument("--device", default="cpu", help="generation and training: cpu, or cuda (transformers)")
     parser.add_argument("--worker-python", default=".venv-worker/bin/python", help="the worker's environment")
     parser.add_argument("--vector-sizes", type=lambda s: [int(n) for n in s.split(",")], default=[100_000, 1_000_000])
     parser.add_argument(
@@ -111,6 +119,10 @@ def main() -> None:
         from bench import generation
 
         results["generation"] = generation.run(Settings(), args.backends, args.device)
+    if "training" in args.only:
+        from bench import training
+
+        results["training"] = training.run(Settings(), args.device)
     if "service" in args.only:
         from bench import service
 
