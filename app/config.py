@@ -161,8 +161,8 @@ class GeneratorSettings(Section):
     max_sentences: int = Field(2, ge=0)  # stop once the answer has this many sentences; 0 = no limit
     copy_spans: bool = True  # the answer before its citation stays a span of the blocks (llama-cpp, transformers)
     no_repeat_ngram_size: int = Field(4, ge=0)  # no n-gram twice within the answer (the prompt is exempt)
-    # llama-cpp, greedy decoding: the answers begun by this many of the likeliest first tokens compete, and the
-    # one the model finds likeliest as a whole is returned (after it is complete, so it streams in one piece);
+    # In-process backends, greedy decoding: the answers begun by this many of the likeliest first tokens compete,
+    # and the one the model finds likeliest as a whole is returned (once complete, so it streams in one piece);
     # 1 = the greedy answer alone, streamed as it is generated.
     answer_candidates: int = Field(3, ge=1)
     repetition_penalty: float = Field(1.0, gt=0)  # transformers' own: it also penalises copying the prompt

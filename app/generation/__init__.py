@@ -122,6 +122,35 @@ def stripped(pieces: Iterator[str]) -> Iterator[str]:
             yield body
 
 
+def likeliest_answer(
+    greedy: str,
+    first: Callable[[int], float],
+    first_tokens: Sequence[int],
+    count: int,
+    begun_with: Callable[[int], str],
+    logprob: Callable[[str], float],
+) -> str:
+    """generator.answer_candidates: the greedy answer, or the answer begun by one of the next likeliest first
+    tokens when the model gives that whole answer a higher probability. Greedy decoding commits to its first
+    token, which is where a small reader most often takes the wrong span of a block that holds the right one.
+
+    `first(token)` is the log-probability of `token` as the answer's first token; `first_tokens` are those to
+    try, likeliest first (those the copy rule allows, without the greedy answer's own and the refusal's first
+    token); `begun_with(token)` completes the answer begun by `token` under the same rules with the refusal
+    banned, and `logprob(answer)` is log P(answer | prompt). An answer's log-probability is at most its first
+    token's, so a first token less likely than the best answer so far cannot begin a likelier one: most
+    questions need no second answer."""
+    best, best_logprob = greedy, logprob(greedy)
+    for token in first_tokens[: count - 1]:
+        if first(token) <= best_logprob:
+            break
+        answer = begun_with(token)
+        answer_logprob = logprob(answer)
+        if answer_logprob > best_logprob:
+            best, best_logprob = answer, answer_logprob
+    return best
+
+
 def chosen_adapter(name: str | None, known: Sequence[str], default: str | None) -> str | None:
     """The adapter a request gets: the one it names (which must be known), else the default."""
     check_adapter(name, known)

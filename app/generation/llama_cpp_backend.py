@@ -27,6 +27,7 @@ from app.generation import (
     checked_default_adapter,
     chosen_adapter,
     count_sentences,
+    likeliest_answer,
     repeating_tokens,
     served_model_name,
     stripped,
@@ -164,29 +165,21 @@ class LlamaCppGenerator:
             cast(Generator[Any, None, None], pieces).close()  # ends llama.cpp's generation before the lock is freed
 
     def _likeliest_answer(self, prompt: list[int], first: Scores, rules: _Rules, stop: threading.Event | None) -> str:
-        """The greedy answer, or the answer begun by one of the next likeliest first tokens the rules allow when
-        the model gives that whole answer a higher probability (generator.answer_candidates). Greedy decoding
-        commits to its first token, which is where a small reader most often takes the wrong span of a block
-        that holds the right one ("The results are sorted ..." where a block says "in arbitrary order"). A first
-        token less likely than the best answer so far cannot begin a likelier answer, so most questions need no
-        second answer."""
-        best = "".join(self._complete(prompt, rules, stop))
-        if is_refusal(best) or (stop is not None and stop.is_set()):
-            return best  # the refusal is the reader's own decision (the refusal floor); not reconsidered
-        best_logprob = self._logprob(prompt, best)
+        """The likeliest of the greedy answer and those begun by its runner-up first tokens (likeliest_answer)."""
+        greedy = "".join(self._complete(prompt, rules, stop))
+        if is_refusal(greedy) or (stop is not None and stop.is_set()):
+            return greedy  # the refusal is the reader's own decision (the refusal floor); not reconsidered
         # The refusal's first token ("The") is as likely as the refusal: it would begin a forced non-refusal.
-        taken = {*self.llm.tokenize(best.encode(), add_bos=False)[:1], self.refusal_ids[0]}
-        alternatives = [t for t in rules.first_tokens(first, self._text) if t not in taken]
-        alternatives = alternatives[: self.settings.answer_candidates - 1]
+        taken = {*self.llm.tokenize(greedy.encode(), add_bos=False)[:1], self.refusal_ids[0]}
         no_refusal = replace(rules, ban_refusal=True)
-        for token in alternatives:
-            if first[token] <= best_logprob:
-                break
-            answer = self._text([token]) + "".join(self._complete([*prompt, token], no_refusal, stop))
-            logprob = self._logprob(prompt, answer)
-            if logprob > best_logprob:
-                best, best_logprob = answer, logprob
-        return best
+        return likeliest_answer(
+            greedy,
+            lambda token: float(first[token]),
+            [t for t in rules.first_tokens(first, self._text) if t not in taken],
+            self.settings.answer_candidates,
+            lambda token: self._text([token]) + "".join(self._complete([*prompt, token], no_refusal, stop)),
+            lambda answer: self._logprob(prompt, answer),
+        )
 
     def _logprob(self, prompt: list[int], answer: str) -> float:
         """log P(answer | prompt) under the model (the KV cache holds the prompt but its last token)."""

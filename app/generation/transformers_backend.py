@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import math
 import re
 import shutil
 import tempfile
@@ -39,13 +40,14 @@ from app.generation import (
     checked_default_adapter,
     chosen_adapter,
     count_sentences,
+    likeliest_answer,
     repeating_tokens,
     served_model_name,
     stripped,
     wait_for_turn,
 )
 from app.packaged import PACKAGED_MODELS, PREFIX, is_packaged, resolve_packaged
-from app.prompt import NO_ANSWER, Message
+from app.prompt import NO_ANSWER, Message, is_refusal
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +72,7 @@ class TransformersGenerator:
         self.max_sentences = settings.max_sentences
         self.no_repeat_ngram_size = settings.no_repeat_ngram_size
         self.copy_spans = settings.copy_spans
+        self.answer_candidates = settings.answer_candidates
         self._lock = threading.Lock()
         self.max_wait_seconds = settings.max_wait_seconds
         self.min_refusal_probability = settings.min_refusal_probability
@@ -103,61 +106,130 @@ class TransformersGenerator:
             return_tensors="pt",
             return_dict=True,
         )
-        inputs = cast(BatchEncoding, encoded).to(self.device)  # return_dict=True: a BatchEncoding
+        prompt = cast(BatchEncoding, encoded).to(self.device)["input_ids"]  # return_dict=True: a BatchEncoding
+        span = CopiedSpan(messages[-1]["content"], NO_ANSWER) if self.copy_spans else None
+        # One generation at a time, held until the last piece: the API streams from a thread pool and
+        # the model, with its one active adapter, is shared.
+        wait_for_turn(self._lock, self.max_wait_seconds)
+        try:
+            if self.answer_candidates > 1 and not self.generation_config.do_sample:
+                with torch.inference_mode(), self._using(adapter):
+                    answer = self._likeliest_answer(prompt, span, refusal_floor, stop)
+                yield from stripped(iter([answer]))
+            else:
+                yield from self._streamed(prompt, span, refusal_floor, stop, adapter)
+        finally:
+            self._lock.release()
+
+    def _streamed(
+        self,
+        prompt: torch.Tensor,
+        span: CopiedSpan | None,
+        refusal_floor: float,
+        stop: threading.Event | None,
+        adapter: str | None,
+    ) -> Iterator[str]:
+        """The greedy (or sampled) answer, piece by piece as it is generated (the lock held)."""
         streamer = TextIteratorStreamer(cast(Any, self.tokenizer), skip_prompt=True, skip_special_tokens=True)
         # Set when the consumer stops early (closes this iterator); `stop` is the caller's own signal.
         halt = threading.Event()
         failure: list[Exception] = []
-        prompt_length = inputs["input_ids"].shape[1]
-        stopping: list[StoppingCriteria] = [_EventSet(halt, stop)]
-        if self.max_sentences:
-            stopping.append(_SentenceLimit(self.tokenizer, prompt_length, self.max_sentences))
-        processors: list[LogitsProcessor] = []
-        if self.no_repeat_ngram_size:
-            processors.append(_NoRepeatInAnswer(self.no_repeat_ngram_size, prompt_length))
 
         def run() -> None:
             try:
                 with torch.inference_mode(), self._using(adapter):
-                    cache = None
-                    if refusal_floor > 0:
-                        refusal, cache = self._refusal_probability(inputs["input_ids"])
-                        if refusal < refusal_floor:
-                            processors.append(_NoRefusal(self.refusal_ids, prompt_length))
-                    if self.copy_spans:  # after the bans, so that it ranks what they leave
-                        span = CopiedSpan(messages[-1]["content"], NO_ANSWER)
-                        processors.append(_CopyFromBlocks(span, self.tokenizer, prompt_length))
+                    start = self._start(prompt) if refusal_floor > 0 else None
+                    ban_refusal = start is not None and start.refusal < refusal_floor
                     self.model.generate(
-                        **inputs,
-                        past_key_values=cache,
+                        input_ids=prompt,
+                        attention_mask=torch.ones_like(prompt),
+                        past_key_values=start.cache if start is not None else None,
                         generation_config=self.generation_config,
                         streamer=streamer,
-                        stopping_criteria=StoppingCriteriaList(stopping),
-                        logits_processor=LogitsProcessorList(processors),
+                        stopping_criteria=self._stopping(prompt.shape[1], halt, stop),
+                        logits_processor=self._processors(prompt.shape[1], span, ban_refusal),
                     )
             except Exception as exc:  # re-raised in the consumer's thread, which would otherwise wait forever
                 failure.append(exc)
                 streamer.end()
 
-        # One generation at a time, held until the last piece: the API streams from a thread pool and
-        # the model, with its one active adapter, is shared.
-        wait_for_turn(self._lock, self.max_wait_seconds)
+        worker = threading.Thread(target=run, name="generate", daemon=True)
+        worker.start()
         try:
-            worker = threading.Thread(target=run, name="generate", daemon=True)
-            worker.start()
-            try:
-                yield from stripped(streamer)
-            finally:
-                halt.set()
-                worker.join()
+            yield from stripped(streamer)
         finally:
-            self._lock.release()
+            halt.set()
+            worker.join()
         if failure:
             raise failure[0]
 
-    def _refusal_probability(self, prompt_ids: torch.Tensor) -> tuple[float, Any]:
-        """The probability that the reply is the refusal sentence, and the prompt's cache for the generation
-        (the same forward pass fills it, so the check costs the refusal's few tokens, not a second prompt)."""
+    def _likeliest_answer(
+        self, prompt: torch.Tensor, span: CopiedSpan | None, refusal_floor: float, stop: threading.Event | None
+    ) -> str:
+        """The likeliest of the greedy answer and those begun by its runner-up first tokens (likeliest_answer)."""
+        start = self._start(prompt)
+        length = prompt.shape[1]
+        greedy = self._text(self._complete(prompt, start.cache, span, start.refusal < refusal_floor, stop))
+        if is_refusal(greedy) or (stop is not None and stop.is_set()):
+            return greedy  # the refusal is the reader's own decision (the refusal floor); not reconsidered
+        ranked = start.first.topk(CopiedSpan.CANDIDATES).indices.tolist()
+        allowed = ranked if span is None else span.allowed_tokens("", ranked, lambda token: self._text([token]))
+        # The refusal's first token ("The") is as likely as the refusal: it would begin a forced non-refusal.
+        taken = {*self._ids(greedy)[:1], self.refusal_ids[0]}
+
+        def begun_with(token: int) -> str:
+            begun = torch.cat([prompt, prompt.new_tensor([[token]])], dim=1)
+            return self._text(self._complete(begun, start.cache, span, True, stop, length))
+
+        return likeliest_answer(
+            greedy,
+            lambda token: float(start.first[token]),
+            [token for token in allowed if token not in taken],
+            self.answer_candidates,
+            begun_with,
+            lambda answer: self._logprob(prompt, start.cache, answer),
+        )
+
+    def _complete(
+        self,
+        ids: torch.Tensor,
+        cache: Any,
+        span: CopiedSpan | None,
+        ban_refusal: bool,
+        stop: threading.Event | None,
+        prompt_length: int | None = None,
+    ) -> list[int]:
+        """The answer's tokens after the prompt (`ids` may end with the answer's first tokens), in one piece."""
+        length = prompt_length or ids.shape[1]
+        generated = self.model.generate(
+            input_ids=ids,
+            attention_mask=torch.ones_like(ids),
+            past_key_values=copy.deepcopy(cache),  # generate extends it; every answer starts from the prompt's
+            generation_config=self.generation_config,
+            max_new_tokens=self.generation_config.max_new_tokens - (ids.shape[1] - length),
+            stopping_criteria=self._stopping(length, stop),
+            logits_processor=self._processors(length, span, ban_refusal),
+        )
+        return cast(list[int], generated[0, length:].tolist())
+
+    def _logprob(self, prompt: torch.Tensor, cache: Any, answer: str) -> float:
+        """log P(answer | prompt), from one pass over the prompt's last token and the answer's tokens but its last
+        (`cache` holds the prompt but its last token; None: over the whole prompt)."""
+        ids = self._ids(answer)
+        if not ids:
+            return -math.inf
+        if cache is None:  # the whole prompt again (a prompt-tuning adapter: see _start)
+            batch = torch.cat([prompt, prompt.new_tensor([ids[:-1]])], dim=1)
+            logits = self.model(input_ids=batch, logits_to_keep=len(ids)).logits
+        else:
+            batch = torch.cat([prompt[:, -1:], prompt.new_tensor([ids[:-1]])], dim=1)
+            logits = self.model(input_ids=batch, past_key_values=copy.deepcopy(cache), use_cache=True).logits
+        log_probs = logits[0].float().log_softmax(-1)
+        return float(log_probs.gather(1, prompt.new_tensor([ids]).T).sum())
+
+    def _start(self, prompt_ids: torch.Tensor) -> _Start:
+        """The refusal's probability, the first token's log-probabilities and the prompt's cache for the
+        generation, from one forward pass (so the check costs the refusal's few tokens, not a second prompt)."""
         refusal = torch.tensor([self.refusal_ids], device=prompt_ids.device)
         # Logits only where they predict a refusal token: the prompt's last position and the refusal's own.
         kept = refusal.shape[1] + 1
@@ -166,8 +238,33 @@ class TransformersGenerator:
         log_probs = out.logits[0, -kept:-1].float().log_softmax(-1)
         probability = float(log_probs.gather(1, refusal.T).sum().exp())
         cache = out.past_key_values
+        if cache.get_seq_length() != length + refusal.shape[1]:
+            # A prompt-tuning adapter's virtual tokens are in the cache too, where generate does not expect them.
+            return _Start(probability, log_probs[0], None)
         cache.crop(length - 1)  # generate feeds the prompt's last token itself
-        return probability, cache
+        return _Start(probability, log_probs[0], cache)
+
+    def _processors(self, prompt_length: int, span: CopiedSpan | None, ban_refusal: bool) -> LogitsProcessorList:
+        processors: list[LogitsProcessor] = []
+        if self.no_repeat_ngram_size:
+            processors.append(_NoRepeatInAnswer(self.no_repeat_ngram_size, prompt_length))
+        if ban_refusal:
+            processors.append(_NoRefusal(self.refusal_ids, prompt_length))
+        if span is not None:  # after the bans, so that it ranks what they leave
+            processors.append(_CopyFromBlocks(span, self.tokenizer, prompt_length))
+        return LogitsProcessorList(processors)
+
+    def _stopping(self, prompt_length: int, *events: threading.Event | None) -> StoppingCriteriaList:
+        stopping: list[StoppingCriteria] = [_EventSet(*events)]
+        if self.max_sentences:
+            stopping.append(_SentenceLimit(self.tokenizer, prompt_length, self.max_sentences))
+        return StoppingCriteriaList(stopping)
+
+    def _text(self, ids: list[int]) -> str:
+        return str(self.tokenizer.decode(ids, skip_special_tokens=True))
+
+    def _ids(self, text: str) -> list[int]:
+        return cast(list[int], self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
     @contextmanager
     def _using(self, adapter: str | None) -> Iterator[None]:
@@ -344,6 +441,15 @@ def _generation_config(
     if config.pad_token_id is None:
         config.pad_token_id = pad_token_id(tokenizer)
     return config
+
+
+@dataclass(frozen=True)
+class _Start:
+    """What one forward pass over the prompt and the refusal sentence tells (TransformersGenerator._start)."""
+
+    refusal: float  # the refusal sentence's probability
+    first: torch.Tensor  # log-probabilities of the answer's first token
+    cache: Any  # the prompt's cache, but its last token (None with a prompt-tuning adapter)
 
 
 @dataclass(frozen=True)

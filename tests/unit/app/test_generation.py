@@ -20,15 +20,30 @@ from app.store import Chunk
 from tests.lora import random_lora
 
 ROOT = Path(__file__).resolve().parents[3]
-SETTINGS = GeneratorSettings(backend="transformers", max_new_tokens=48)
+# The greedy answer alone, streamed as it is generated (answer candidates return one piece).
+SETTINGS = GeneratorSettings(backend="transformers", max_new_tokens=48, answer_candidates=1)
 # Adapter tests compare many answers; a few tokens tell them apart (a random adapter rambles to the limit).
-SHORT = GeneratorSettings(backend="transformers", max_new_tokens=12)
+SHORT = GeneratorSettings(backend="transformers", max_new_tokens=12, answer_candidates=1)
 REFUND_POLICY = "Refunds are accepted within 30 days of purchase."
 # The service's own template, so the test answers the prompt users' questions get.
 REFUND_PROMPT = build_prompt(
     load_template(ROOT / "configs" / "prompt.txt"),
     "How many days do customers have to request a refund?",
     [RetrievedChunk(Chunk(1, "doc", "policy.md", 0, "Refund policy", REFUND_POLICY), 0.9)],
+)
+MARS_PROMPT = build_prompt(  # a question the refund policy does not answer
+    load_template(ROOT / "configs" / "prompt.txt"),
+    "What is the capital of Mars?",
+    [RetrievedChunk(Chunk(1, "doc", "policy.md", 0, "Refund policy", REFUND_POLICY), 0.9)],
+)
+GLOB = json.loads((Path(__file__).parent / "glob_blocks.json").read_text(encoding="utf-8"))
+GLOB_PROMPT = build_prompt(  # the reader's greedy answer is wrong; block 4 says "returned in arbitrary order"
+    load_template(ROOT / "configs" / "prompt.txt"),
+    GLOB["question"],
+    [
+        RetrievedChunk(Chunk(n, "glob", block["filename"], n, block["section"], block["text"]), 0.6)
+        for n, block in enumerate(GLOB["blocks"])
+    ],
 )
 
 
@@ -277,14 +292,27 @@ def test_the_reader_copies_its_answer_from_the_block(cache_dir: Path) -> None:
 
 def test_a_refusal_the_reader_is_unsure_of_is_ruled_out(cache_dir: Path) -> None:
     # The shipped reader declines this question about another topic, but gives its refusal only about 0.4.
-    prompt = build_prompt(
-        load_template(ROOT / "configs" / "prompt.txt"),
-        "What is the capital of Mars?",
-        [RetrievedChunk(Chunk(1, "doc", "policy.md", 0, "Refund policy", REFUND_POLICY), 0.9)],
-    )
+    prompt = MARS_PROMPT
     reader = GeneratorSettings(max_new_tokens=24).with_only_adapter(ROOT / "adapters" / "reader")
     always = TransformersGenerator(reader.model_copy(update={"min_refusal_probability": 0.0}), cache_dir)
     assert always.generate(prompt) == NO_ANSWER
     unsure = TransformersGenerator(reader.model_copy(update={"min_refusal_probability": 0.5}), cache_dir)
     answer = unsure.generate(prompt)
     assert answer and not answer.startswith("The documents"), answer
+
+
+def test_the_likeliest_of_several_answers_wins_over_the_greedy_one(cache_dir: Path) -> None:
+    reader = SETTINGS.with_only_adapter(ROOT / "adapters" / "reader")
+    greedy = TransformersGenerator(reader, cache_dir)
+    best = TransformersGenerator(reader.model_copy(update={"answer_candidates": 3}), cache_dir)
+    assert greedy.generate(GLOB_PROMPT) == "Sorted [1]."
+    assert list(best.stream(GLOB_PROMPT)) == ["Arbitrary order [4]."]  # chosen whole, so it streams in one piece
+
+    def logprob(messages: list, answer: str) -> float:
+        prompt = best.tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt")
+        with torch.inference_mode(), best._using(best.default_adapter):
+            return best._logprob(prompt, best._start(prompt).cache, answer)
+
+    for messages in (REFUND_PROMPT, JSON_PROMPT, GLOB_PROMPT):
+        assert logprob(messages, best.generate(messages)) >= logprob(messages, greedy.generate(messages)), messages
+    assert list(best.stream(MARS_PROMPT, refusal_floor_factor=0.001)) == [NO_ANSWER]  # the reader's decision stands

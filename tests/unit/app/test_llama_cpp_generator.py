@@ -3,7 +3,6 @@ backend's contract (test_generation.py) and to its answers."""
 
 from __future__ import annotations
 
-import json
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -16,30 +15,21 @@ from app.config import GeneratorSettings
 from app.errors import AdapterNotFound, GeneratorBusy, ModelUnavailable
 from app.generation import build_generator, count_sentences
 from app.generation.llama_cpp_backend import LlamaCppGenerator
-from app.prompt import NO_ANSWER, build_prompt, load_template
-from app.retrieval import RetrievedChunk
-from app.store import Chunk
+from app.prompt import NO_ANSWER
 from tests.lora import random_lora
-from tests.unit.app.test_generation import JSON_PROMPT, REFUND_POLICY, REFUND_PROMPT, ROOT, SETTINGS, SHORT
+from tests.unit.app.test_generation import (
+    GLOB_PROMPT,
+    JSON_PROMPT,
+    MARS_PROMPT,
+    REFUND_POLICY,
+    REFUND_PROMPT,
+    ROOT,
+    SETTINGS,
+    SHORT,
+)
 
 LLAMA = SETTINGS.model_copy(update={"backend": "llama-cpp"})
 READER = ROOT / "adapters" / "reader"
-MARS_PROMPT = build_prompt(  # a question the refund policy does not answer
-    load_template(ROOT / "configs" / "prompt.txt"),
-    "What is the capital of Mars?",
-    [RetrievedChunk(Chunk(1, "doc", "policy.md", 0, "Refund policy", REFUND_POLICY), 0.9)],
-)
-
-
-GLOB = json.loads((Path(__file__).parent / "glob_blocks.json").read_text(encoding="utf-8"))
-GLOB_PROMPT = build_prompt(  # the reader's greedy answer is wrong; block 4 says "returned in arbitrary order"
-    load_template(ROOT / "configs" / "prompt.txt"),
-    GLOB["question"],
-    [
-        RetrievedChunk(Chunk(n, "glob", block["filename"], n, block["section"], block["text"]), 0.6)
-        for n, block in enumerate(GLOB["blocks"])
-    ],
-)
 
 
 @pytest.fixture(scope="module")

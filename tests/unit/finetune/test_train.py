@@ -137,3 +137,8 @@ def test_prompt_tuning_trains_an_adapter_that_the_generator_loads(
     assert json.loads((tmp_path / "adapter_config.json").read_text())["peft_type"] == "PROMPT_TUNING"
     generator = TransformersGenerator(SETTINGS.with_only_adapter(tmp_path), CACHE)
     assert generator.generate(EXAMPLES[0].messages)
+    # The refusal floor's pass leaves the prompt's cache to the generation; the virtual tokens must not shift it.
+    greedy = SETTINGS.with_only_adapter(tmp_path).model_copy(update={"answer_candidates": 1})
+    no_floor = TransformersGenerator(greedy.model_copy(update={"min_refusal_probability": 0.0}), CACHE)
+    tiny_floor = TransformersGenerator(greedy.model_copy(update={"min_refusal_probability": 1e-12}), CACHE)
+    assert tiny_floor.generate(EXAMPLES[0].messages) == no_floor.generate(EXAMPLES[0].messages)
