@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 from app.config import GeneratorSettings
 from app.errors import AdapterNotFound, GeneratorBusy, ModelUnavailable
-from app.prompt import Message
+from app.prompt import Message, is_refusal
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +124,7 @@ def stripped(pieces: Iterator[str]) -> Iterator[str]:
 
 def likeliest_answer(
     greedy: str,
+    stopped: bool,
     first: Callable[[int], float],
     first_tokens: Sequence[int],
     count: int,
@@ -133,13 +134,15 @@ def likeliest_answer(
     """generator.answer_candidates: the greedy answer, or the answer begun by one of the next likeliest first
     tokens when the model gives that whole answer a higher probability. Greedy decoding commits to its first
     token, which is where a small reader most often takes the wrong span of a block that holds the right one.
+    A refusal is the reader's own decision (the refusal floor) and a `stopped` answer the caller's: both stand.
 
     `first(token)` is the log-probability of `token` as the answer's first token; `first_tokens` are those to
-    try, likeliest first (those the copy rule allows, without the greedy answer's own and the refusal's first
-    token); `begun_with(token)` completes the answer begun by `token` under the same rules with the refusal
-    banned, and `logprob(answer)` is log P(answer | prompt). An answer's log-probability is at most its first
-    token's, so a first token less likely than the best answer so far cannot begin a likelier one: most
-    questions need no second answer."""
+    try, likeliest first (runner_up_first_tokens); `begun_with(token)` completes the answer begun by `token`
+    under the same rules with the refusal banned, and `logprob(answer)` is log P(answer | prompt). An answer's
+    log-probability is at most its first token's, so a first token less likely than the best answer so far
+    cannot begin a likelier one: most questions need no second answer."""
+    if is_refusal(greedy) or stopped:
+        return greedy
     best, best_logprob = greedy, logprob(greedy)
     for token in first_tokens[: count - 1]:
         if first(token) <= best_logprob:
@@ -149,6 +152,21 @@ def likeliest_answer(
         if answer_logprob > best_logprob:
             best, best_logprob = answer, answer_logprob
     return best
+
+
+def runner_up_first_tokens(
+    ranked: Sequence[int],
+    span: CopiedSpan | None,
+    text: Callable[[list[int]], str],
+    greedy_ids: Sequence[int],
+    refusal_ids: Sequence[int],
+) -> list[int]:
+    """The first tokens likeliest_answer tries: those of `ranked` (the likeliest, best first) that the copy rule
+    allows, without the greedy answer's own and the refusal's, which is as likely as the refusal: it would begin
+    a forced non-refusal."""
+    allowed = ranked if span is None else span.allowed_tokens("", ranked, lambda token: text([token]))
+    taken = {*greedy_ids[:1], refusal_ids[0]}
+    return [token for token in allowed if token not in taken]
 
 
 def chosen_adapter(name: str | None, known: Sequence[str], default: str | None) -> str | None:

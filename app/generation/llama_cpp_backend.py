@@ -29,12 +29,13 @@ from app.generation import (
     count_sentences,
     likeliest_answer,
     repeating_tokens,
+    runner_up_first_tokens,
     served_model_name,
     stripped,
     wait_for_turn,
 )
 from app.generation.gguf import gguf_lora, gguf_model
-from app.prompt import NO_ANSWER, Message, is_refusal
+from app.prompt import NO_ANSWER, Message
 
 log = logging.getLogger(__name__)
 
@@ -167,15 +168,14 @@ class LlamaCppGenerator:
     def _likeliest_answer(self, prompt: list[int], first: Scores, rules: _Rules, stop: threading.Event | None) -> str:
         """The likeliest of the greedy answer and those begun by its runner-up first tokens (likeliest_answer)."""
         greedy = "".join(self._complete(prompt, rules, stop))
-        if is_refusal(greedy) or (stop is not None and stop.is_set()):
-            return greedy  # the refusal is the reader's own decision (the refusal floor); not reconsidered
-        # The refusal's first token ("The") is as likely as the refusal: it would begin a forced non-refusal.
-        taken = {*self.llm.tokenize(greedy.encode(), add_bos=False)[:1], self.refusal_ids[0]}
+        ranked: list[int] = np.argsort(-first)[: CopiedSpan.CANDIDATES].tolist()
+        greedy_ids = self.llm.tokenize(greedy.encode(), add_bos=False)
         no_refusal = replace(rules, ban_refusal=True)
         return likeliest_answer(
             greedy,
+            stop is not None and stop.is_set(),
             lambda token: float(first[token]),
-            [t for t in rules.first_tokens(first, self._text) if t not in taken],
+            runner_up_first_tokens(ranked, rules.span, self._text, greedy_ids, self.refusal_ids),
             self.settings.answer_candidates,
             lambda token: self._text([token]) + "".join(self._complete([*prompt, token], no_refusal, stop)),
             lambda answer: self._logprob(prompt, answer),
@@ -296,13 +296,6 @@ class _Rules:
         if self.span is not None:
             processors.append(_CopyFromBlocks(self.span, text, self.prompt_length))
         return processors
-
-    def first_tokens(self, first: Scores, text: Callable[[list[int]], str]) -> list[int]:
-        """The likeliest first tokens of an answer, best first, that the copy rule allows."""
-        ranked: list[int] = np.argsort(-first)[: CopiedSpan.CANDIDATES].tolist()
-        if self.span is None:
-            return ranked
-        return self.span.allowed_tokens("", ranked, lambda token: text([token]))
 
 
 class _NoRefusal:

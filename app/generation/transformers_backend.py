@@ -11,7 +11,7 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
@@ -42,12 +42,13 @@ from app.generation import (
     count_sentences,
     likeliest_answer,
     repeating_tokens,
+    runner_up_first_tokens,
     served_model_name,
     stripped,
     wait_for_turn,
 )
 from app.packaged import PACKAGED_MODELS, PREFIX, is_packaged, resolve_packaged
-from app.prompt import NO_ANSWER, Message, is_refusal
+from app.prompt import NO_ANSWER, Message
 
 log = logging.getLogger(__name__)
 
@@ -170,12 +171,7 @@ class TransformersGenerator:
         start = self._start(prompt)
         length = prompt.shape[1]
         greedy = self._text(self._complete(prompt, start.cache, span, start.refusal < refusal_floor, stop))
-        if is_refusal(greedy) or (stop is not None and stop.is_set()):
-            return greedy  # the refusal is the reader's own decision (the refusal floor); not reconsidered
         ranked = start.first.topk(CopiedSpan.CANDIDATES).indices.tolist()
-        allowed = ranked if span is None else span.allowed_tokens("", ranked, lambda token: self._text([token]))
-        # The refusal's first token ("The") is as likely as the refusal: it would begin a forced non-refusal.
-        taken = {*self._ids(greedy)[:1], self.refusal_ids[0]}
 
         def begun_with(token: int) -> str:
             begun = torch.cat([prompt, prompt.new_tensor([[token]])], dim=1)
@@ -183,8 +179,9 @@ class TransformersGenerator:
 
         return likeliest_answer(
             greedy,
+            stop is not None and stop.is_set(),
             lambda token: float(start.first[token]),
-            [token for token in allowed if token not in taken],
+            runner_up_first_tokens(ranked, span, self._text, self._ids(greedy), self.refusal_ids),
             self.answer_candidates,
             begun_with,
             lambda answer: self._logprob(prompt, start.cache, answer),
@@ -218,13 +215,12 @@ class TransformersGenerator:
         ids = self._ids(answer)
         if not ids:
             return -math.inf
-        if cache is None:  # the whole prompt again (a prompt-tuning adapter: see _start)
-            batch = torch.cat([prompt, prompt.new_tensor([ids[:-1]])], dim=1)
-            logits = self.model(input_ids=batch, logits_to_keep=len(ids)).logits
-        else:
-            batch = torch.cat([prompt[:, -1:], prompt.new_tensor([ids[:-1]])], dim=1)
-            logits = self.model(input_ids=batch, past_key_values=copy.deepcopy(cache), use_cache=True).logits
-        log_probs = logits[0].float().log_softmax(-1)
+        # Without a cache (a prompt-tuning adapter: see _start) the whole prompt is read again.
+        read = prompt if cache is None else prompt[:, -1:]
+        batch = torch.cat([read, prompt.new_tensor([ids[:-1]])], dim=1)
+        past = None if cache is None else copy.deepcopy(cache)
+        out = self.model(input_ids=batch, past_key_values=past, use_cache=past is not None, logits_to_keep=len(ids))
+        log_probs = out.logits[0].float().log_softmax(-1)
         return float(log_probs.gather(1, prompt.new_tensor([ids]).T).sum())
 
     def _start(self, prompt_ids: torch.Tensor) -> _Start:
@@ -251,7 +247,7 @@ class TransformersGenerator:
         if ban_refusal:
             processors.append(_NoRefusal(self.refusal_ids, prompt_length))
         if span is not None:  # after the bans, so that it ranks what they leave
-            processors.append(_CopyFromBlocks(span, self.tokenizer, prompt_length))
+            processors.append(_CopyFromBlocks(span, self._text, prompt_length))
         return LogitsProcessorList(processors)
 
     def _stopping(self, prompt_length: int, *events: threading.Event | None) -> StoppingCriteriaList:
@@ -320,24 +316,21 @@ class _NoRefusal(LogitsProcessor):
 class _CopyFromBlocks(LogitsProcessor):
     """Keeps the answer a copy of the blocks until its citation (CopiedSpan), as the llama-cpp backend."""
 
-    def __init__(self, span: CopiedSpan, tokenizer: PreTrainedTokenizerBase, prompt_length: int) -> None:
-        self.span, self.tokenizer, self.prompt_length = span, tokenizer, prompt_length
+    def __init__(self, span: CopiedSpan, text: Callable[[list[int]], str], prompt_length: int) -> None:
+        self.span, self.text, self.prompt_length = span, text, prompt_length
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         for row, ids in enumerate(input_ids[:, self.prompt_length :].tolist()):
             ranked = scores[row].topk(CopiedSpan.CANDIDATES).indices.tolist()
-            allowed = self.span.allowed_tokens(self._text(ids), ranked, partial(self._extended, ids))
+            allowed = self.span.allowed_tokens(self.text(ids), ranked, partial(self._extended, ids))
             if allowed:
                 kept = scores[row, allowed].clone()
                 scores[row] = -float("inf")
                 scores[row, allowed] = kept
         return scores
 
-    def _text(self, ids: list[int]) -> str:
-        return self.tokenizer.decode(ids, skip_special_tokens=True)
-
     def _extended(self, ids: list[int], token: int) -> str:
-        return self._text([*ids, token])
+        return self.text([*ids, token])
 
 
 class _NoRepeatInAnswer(LogitsProcessor):
