@@ -107,7 +107,9 @@ finetune: setup
 
 # The shipped reader adapter (adapters/reader): label what the base model knows, RAFT examples over the training
 # corpora (the policies, SQLite and PostgreSQL docs; never the python_docs eval corpus), LoRA training (CUDA when
-# there is one), held-out evaluation. Resume an interrupted run with TRAIN_ARGS=--resume.
+# there is one), held-out evaluation. Resume an interrupted run with TRAIN_ARGS=--resume. The shipped adapter was
+# trained on these three; finetune/data/reader/{nodejs,valgrind} hold 450 harder questions (README, "Answer quality"):
+# make reader READER_CORPORA="$(READER_CORPORA) finetune/data/reader/nodejs finetune/data/reader/valgrind" READER_OUT=...
 READER_CORPORA := finetune/data/reader/policies finetune/data/reader/sqlite finetune/data/reader/postgresql
 READER_OUT ?= adapters/reader
 READER_TRAIN_ARGS ?= --steps 300 --batch-size 8 --grad-accum 1 --max-length 1536 --lr 5e-4 --warmup-steps 20 --r 16 --alpha 32 --mlp --save-every 50

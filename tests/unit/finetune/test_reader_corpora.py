@@ -22,11 +22,11 @@ def words(text: str) -> set[str]:
     return set(re.findall(r"\w+", text.lower()))
 
 
-def test_there_are_three_corpora_with_600_answerable_pairs_and_refusals() -> None:
-    assert {path.name for path in CORPORA} == {"policies", "sqlite", "postgresql"}
+def test_there_are_five_corpora_with_1000_answerable_pairs_and_refusals() -> None:
+    assert {path.name for path in CORPORA} == {"policies", "sqlite", "postgresql", "nodejs", "valgrind"}
     sets = [load_eval_set(path) for path in CORPORA]
-    assert sum(q.answerable for s in sets for q in s.questions) >= 600
-    assert all(sum(not q.answerable for q in s.questions) >= 40 for s in sets)
+    assert sum(q.answerable for s in sets for q in s.questions) >= 1000
+    assert all(sum(not q.answerable for q in s.questions) >= 0.15 * len(s.questions) for s in sets)
 
 
 @pytest.mark.parametrize("corpus", CORPORA, ids=lambda path: path.name)
