@@ -17,7 +17,7 @@ from evaluation.run import ModeResult, run_eval
 PYTHON_DOCS = Path(__file__).resolve().parents[2] / "evaluation" / "data" / "python_docs"
 # Measured values minus a little slack; raise them when answers improve.
 # Measured 0.543 / 0.800 / 0.750 on the 184 questions (one answerable question is 0.007, one unanswerable 0.023),
-# and contains 0.514 on a CPU without AVX2, where llama.cpp builds other kernels: its numerics differ between
+# and contains 0.514 on a CPU without AVX-512, where llama.cpp builds other kernels: its numerics differ between
 # machines, so the floors leave 3 answerable questions below that, and 7 and 4 questions below the others.
 FLOORS = {"contains": 0.49, "answered": 0.75, "declined_unanswerable": 0.66}
 CITATION = re.compile(r"\[\d+\]")
