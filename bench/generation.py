@@ -64,6 +64,7 @@ def run(settings: Settings, backends: list[str], device: str = "cpu") -> dict[st
                 "max_new_tokens": DECODE_TOKENS,
                 "max_sentences": 0,  # decode the full DECODE_TOKENS: a stop at a sentence end would cut it short
                 "min_refusal_probability": 0.0,
+                "answer_candidates": 1,  # the greedy answer, streamed token by token; candidates come in one piece
                 "device": device,
             }
         )
@@ -97,6 +98,8 @@ def _timed_stream(generator: Generator, prompt: list[dict[str, str]]) -> tuple[f
     first_piece = next(pieces)
     first = time.perf_counter() - started
     rest = list(pieces)
+    if not rest:
+        raise RuntimeError("the answer came in one piece: its first token's time cannot be told from the decode")
     return first, time.perf_counter() - started, [first_piece, *rest]
 
 
